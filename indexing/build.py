@@ -1,0 +1,158 @@
+"""Index files into a store: load -> chunk -> embed -> compress -> store, incrementally."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexing.chunk import Chunk, ChunkSettings, chunk_document
+from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder
+from indexing.errors import ConfigError, LoadError
+from indexing.load import Document, SourceFile, Skipped, discover, file_sha256, load_file
+from indexing.manifest import MANIFEST
+from indexing.store import Store
+from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+EMBED_BATCH = 256  # chunks embedded per model call
+
+
+@dataclass
+class IndexReport:
+    """What an index run did."""
+
+    store: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks: int = 0
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+def index_paths(
+    paths: Iterable[str | Path],
+    store: str | Path,
+    model: str | None = None,
+    pca_dims: int | None = None,
+    pca_variance: float | None = None,
+    dtype: str | None = None,
+    ann: str = "flat",
+    chunk_tokens: int = 256,
+    overlap: int = 32,
+    refit: bool = False,
+    prune: bool = True,
+    embedder: Embedder | None = None,
+    progress: Progress | None = None,
+) -> IndexReport:
+    """Index files and folders into ``store``; only new or changed files are embedded.
+
+    With an existing store, the PCA basis, scales and chunker settings are kept, and files that
+    were indexed from under ``paths`` but are gone now are removed (``prune``). ``refit``
+    rebuilds everything from scratch with the given settings.
+    """
+    store = Path(store)
+    chunker = ChunkSettings(chunk_tokens, overlap)
+    compression = CompressionSettings(pca_dims, pca_variance, dtype or "float8", ann)
+    base = _open_base(store, model, embedder, refit)
+    if base is not None:
+        _check_same_settings(base, pca_dims, dtype)
+        chunker = ChunkSettings(**base.manifest["chunker"])
+    model = base.manifest["embedding"]["model"] if base else (embedder.model_id if embedder else model or DEFAULT_MODEL)
+    report = IndexReport(str(store))
+    files, report.skipped = discover(paths)
+    known = base.documents() if base else {}
+    fresh: list[tuple[SourceFile, str]] = []
+    keep: set[str] = set()
+    for i, f in enumerate(files):
+        sha = file_sha256(f.path)
+        if known.get(str(f.path), ("",))[0] == sha:
+            keep.add(str(f.path))
+            report.unchanged.append(f.source)
+        else:
+            fresh.append((f, sha))
+        if progress:
+            progress("hashing", i + 1, len(files))
+    seen = {str(f.path) for f in files}
+    roots = [str(Path(p).resolve()) for p in paths]
+    for path in known:
+        if path in seen:
+            continue
+        if prune and any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
+            report.removed.append(path)
+        else:
+            keep.add(path)
+    if base is not None and not fresh and not report.removed:
+        report.chunks, report.manifest = base.n, base.manifest
+        return report
+    embedder = embedder or load_embedder(model)
+    with GenerationWriter(store, model, embedder.dim, chunker, compression, base) as writer:
+        writer.keep(keep)
+        for doc, chunks, vectors in _embed_documents(fresh, chunker, embedder, report, progress):
+            writer.add(DocumentRecord(doc.path, doc.source, doc.title, doc.sha256), chunks, vectors)
+            (report.updated if doc.path in known else report.added).append(doc.source)
+        report.manifest = writer.commit()
+    report.chunks = report.manifest["counts"]["chunks"]
+    return report
+
+
+def _open_base(store: Path, model: str | None, embedder: Embedder | None, refit: bool) -> Store | None:
+    if refit or not (store / MANIFEST).exists():
+        return None
+    want = embedder.model_id if embedder else model
+    return Store.open(store, model=want, dim=embedder.dim if embedder else None)
+
+
+def _check_same_settings(base: Store, pca_dims: int | None, dtype: str | None) -> None:
+    """An incremental run keeps the store's compression; asking for another one needs --refit."""
+    comp = base.manifest["compression"]
+    for name, want in (("pca_dims", pca_dims), ("dtype", dtype)):
+        if want is not None and want != comp[name]:
+            raise ConfigError(f"store {base.path} uses {name}={comp[name]}; you asked for {want}. Pass --refit to rebuild it")
+
+
+def _embed_documents(
+    fresh: list[tuple[SourceFile, str]],
+    chunker: ChunkSettings,
+    embedder: Embedder,
+    report: IndexReport,
+    progress: Progress | None,
+):  # type: ignore[no-untyped-def]
+    """Yield (document, chunks, vectors) for each loadable file, embedding in large batches."""
+    group: list[tuple[Document, list[Chunk]]] = []
+    pending = 0
+    for i, (f, sha) in enumerate(fresh):
+        try:
+            doc = load_file(f.path, f.source, sha)
+        except LoadError as exc:
+            report.skipped.append(Skipped(str(f.path), str(exc)))
+            continue
+        chunks = chunk_document(doc, chunker)
+        if not chunks:
+            report.skipped.append(Skipped(str(f.path), "no text after chunking"))
+            continue
+        group.append((doc, chunks))
+        pending += len(chunks)
+        if pending >= EMBED_BATCH or i == len(fresh) - 1:
+            yield from _embed_group(group, embedder)
+            group, pending = [], 0
+        if progress:
+            progress("embedding", i + 1, len(fresh))
+    yield from _embed_group(group, embedder)
+
+
+def _embed_group(group: list[tuple[Document, list[Chunk]]], embedder: Embedder):  # type: ignore[no-untyped-def]
+    if not group:
+        return
+    vectors = embedder.embed_documents([c.text for _, chunks in group for c in chunks])  # (m, d)
+    start = 0
+    for doc, chunks in group:
+        yield doc, chunks, vectors[start : start + len(chunks)]
+        start += len(chunks)

@@ -1,0 +1,181 @@
+"""Open a store for reading: manifest, FAISS first stage, float8 full vectors, chunk metadata.
+
+A store is a folder::
+
+    manifest.json        versioned record; names the current generation and checksums its files
+    g000003/index.faiss  first stage: PCA-reduced float8 codes inside FAISS
+    g000003/pca.npy      (d, p) projection          g000003/full.e4m3   (n, d) float8 full vectors
+    g000003/*scale.npy   float8 scales              g000003/chunks.sqlite  text + metadata
+
+A writer builds a new generation folder beside the current one and then swaps the manifest,
+so readers see either the old store or the new one (see ``indexing.writer``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing.compress import Float8Codec, Pca
+from indexing.errors import StoreError, StoreMismatchError
+from indexing.manifest import read_manifest, sha256_file
+
+INDEX_FILE = "index.faiss"
+PCA_FILE = "pca.npy"
+PCA_ENERGY_FILE = "pca_energy.npy"
+REDUCED_SCALE_FILE = "reduced_scale.npy"
+FULL_SCALE_FILE = "full_scale.npy"
+FULL_FILE = "full.e4m3"
+DB_FILE = "chunks.sqlite"
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk: its row in the vector files and where its text came from."""
+
+    row: int
+    doc_path: str
+    source: str
+    title: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+
+
+class Store:
+    """A read-only view of one generation of a store. Cheap to open: vectors are memory-mapped."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.gen_dir = path / manifest["generation"]
+        comp = manifest["compression"]
+        self.n = manifest["counts"]["chunks"]
+        self.dim = manifest["embedding"]["dim"]
+        self.pca = Pca(self._npy(PCA_FILE, (self.dim, comp["pca_dims"])), self._npy(PCA_ENERGY_FILE, (comp["pca_dims"],)))
+        self.reduced_codec = Float8Codec(self._npy(REDUCED_SCALE_FILE, (comp["pca_dims"],)))
+        self.full_codec = Float8Codec(self._npy(FULL_SCALE_FILE, (self.dim,)))
+        self.full = self._full_vectors()  # (n, d) uint8 float8 codes, memory-mapped
+        self.index = self._read_index()
+        self._db = self._connect()
+
+    @classmethod
+    def open(cls, path: str | Path, model: str | None = None, dim: int | None = None, verify: bool = True) -> Store:
+        """Open the store at ``path``; with ``model``/``dim``, fail unless they match the store's."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        emb = manifest["embedding"]
+        if (model is not None and model != emb["model"]) or (dim is not None and dim != emb["dim"]):
+            raise StoreMismatchError(
+                f"store {path} was built with embedding model {emb['model']!r} (dim {emb['dim']}), "
+                f"but {model!r} (dim {dim}) was asked for; use the store's model or rebuild with --refit"
+            )
+        gen_dir = path / manifest["generation"]
+        for name, meta in manifest["files"].items():
+            file = gen_dir / name
+            if not file.is_file():
+                raise StoreError(f"{file} is missing; the store is damaged, rebuild with `rag index ... --refit`")
+            if file.stat().st_size != meta["bytes"]:
+                raise StoreError(f"{file} has {file.stat().st_size} bytes, the manifest says {meta['bytes']}: damaged")
+            if verify and sha256_file(file) != meta["sha256"]:
+                raise StoreError(f"{file} does not match its checksum in the manifest: damaged or tampered with")
+        return cls(path, manifest)
+
+    # -- reading the files ------------------------------------------------------------------
+    def _file(self, name: str) -> Path:
+        if name not in self.manifest["files"]:
+            raise StoreError(f"{self.path / 'manifest.json'} does not list {name}")
+        return self.gen_dir / name
+
+    def _npy(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        file = self._file(name)
+        try:
+            arr = np.load(file, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise StoreError(f"{file} is not a readable .npy array: {exc}") from exc
+        if arr.shape != shape or arr.dtype != np.float32 or not np.all(np.isfinite(arr)):
+            raise StoreError(f"{file} holds {arr.dtype}{arr.shape}, expected finite float32{shape}")
+        return arr
+
+    def _full_vectors(self) -> np.ndarray:
+        file = self._file(FULL_FILE)
+        if file.stat().st_size != self.n * self.dim:
+            raise StoreError(f"{file} has {file.stat().st_size} bytes, expected {self.n} x {self.dim}")
+        if self.n == 0:
+            return np.zeros((0, self.dim), np.uint8)
+        return np.memmap(file, dtype=np.uint8, mode="r", shape=(self.n, self.dim))
+
+    def _read_index(self):  # type: ignore[no-untyped-def]
+        import faiss
+
+        file = self._file(INDEX_FILE)
+        try:
+            index = faiss.read_index(str(file))
+        except RuntimeError as exc:
+            raise StoreError(f"{file} is not a readable FAISS index: {exc}") from exc
+        if index.ntotal != self.n or index.d != self.pca.dims:
+            raise StoreError(f"{file} holds {index.ntotal} x {index.d}, the manifest says {self.n} x {self.pca.dims}")
+        return index
+
+    def _connect(self) -> sqlite3.Connection:
+        file = self._file(DB_FILE)
+        try:
+            db = sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            (count,) = db.execute("SELECT count(*) FROM chunks").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{file} is not a readable chunk database: {exc}") from exc
+        if count != self.n:
+            raise StoreError(f"{file} has {count} chunks, the manifest says {self.n}")
+        return db
+
+    # -- queries ----------------------------------------------------------------------------
+    def chunks(self, rows: list[int]) -> list[ChunkRow]:
+        """The chunks at ``rows``, in that order."""
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        cur = self._db.execute(
+            f'SELECT row, doc_path, source, title, page, start, "end", text FROM chunks WHERE row IN ({marks})',
+            [int(r) for r in rows],
+        )
+        found = {r[0]: ChunkRow(*r) for r in cur}
+        missing = [r for r in rows if r not in found]
+        if missing:
+            raise StoreError(f"{self._file(DB_FILE)} has no chunk rows {missing[:5]}: damaged")
+        return [found[int(r)] for r in rows]
+
+    def documents(self) -> dict[str, tuple[str, int]]:
+        """Indexed documents: path -> (sha256, number of chunks)."""
+        return {p: (h, n) for p, h, n in self._db.execute("SELECT path, sha256, chunks FROM documents")}
+
+    def rows_of(self, doc_paths: set[str]) -> np.ndarray:
+        """Rows of every chunk of the given documents, ascending: (m,) int64."""
+        rows = [r for (r, p) in self._db.execute("SELECT row, doc_path FROM chunks ORDER BY row") if p in doc_paths]
+        return np.asarray(rows, np.int64)
+
+    def decode_full(self, rows: np.ndarray) -> np.ndarray:
+        """rows: (m,) -> (m, d) float32 full vectors from the float8 file."""
+        return self.full_codec.decode(self.full[np.asarray(rows, np.int64)])
+
+    @property
+    def bytes_per_vector(self) -> int:
+        """First-stage bytes per vector (what a search scans)."""
+        return int(self.manifest["compression"]["bytes_per_vector"])
+
+    @property
+    def store_bytes(self) -> int:
+        return sum(meta["bytes"] for meta in self.manifest["files"].values())
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,264 @@
+"""Write a new store generation: stream chunks and vectors in, swap the manifest atomically.
+
+Crash safety: everything is written into ``DIR/.tmp-gNNNNNN-PID/``, fsynced, renamed to
+``DIR/gNNNNNN/``, and only then does ``manifest.json`` (written by rename) point at it. A crash
+at any moment leaves the previous manifest pointing at the previous, untouched generation.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing.chunk import Chunk, ChunkSettings
+from indexing.compress import Float8Codec, Pca, fit_pca
+from indexing.errors import ConfigError, StoreError
+from indexing.first_stage import add_vectors, choose_ann, code_bytes, new_index
+from indexing.manifest import FORMAT, FORMAT_VERSION, MANIFEST, fsync_path, sha256_file, write_json_atomic, writer_versions
+from indexing.store import (
+    DB_FILE, FULL_FILE, FULL_SCALE_FILE, INDEX_FILE, PCA_ENERGY_FILE, PCA_FILE, REDUCED_SCALE_FILE, Store,
+)
+
+SCHEMA = """
+CREATE TABLE documents(path TEXT PRIMARY KEY, source TEXT, title TEXT, sha256 TEXT, chunks INTEGER);
+CREATE TABLE chunks(row INTEGER PRIMARY KEY, doc_path TEXT, source TEXT, title TEXT, page INTEGER,
+                    start INTEGER, "end" INTEGER, text TEXT);
+CREATE INDEX chunks_doc ON chunks(doc_path);
+"""
+
+
+@dataclass(frozen=True)
+class CompressionSettings:
+    """First stage: PCA to ``pca_dims`` (or to keep ``pca_variance``), codes in ``dtype``."""
+
+    pca_dims: int | None = None  # None (and no variance): a quarter of the embedding dimension
+    pca_variance: float | None = None
+    dtype: str = "float8"
+    ann: str = "flat"
+    nlist: int | None = None
+    fit_sample: int = 50_000  # vectors buffered to fit PCA and scales before streaming the rest
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    path: str
+    source: str
+    title: str
+    sha256: str
+
+
+class GenerationWriter:
+    """Builds the next generation of the store at ``store_dir``. Use as a context manager."""
+
+    def __init__(
+        self,
+        store_dir: str | Path,
+        model: str,
+        dim: int,
+        chunker: ChunkSettings,
+        compression: CompressionSettings = CompressionSettings(),
+        base: Store | None = None,
+    ) -> None:
+        self.dir = Path(store_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - held until commit/abort
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock.close()
+            raise StoreError(f"another process is writing {self.dir}; wait for it to finish") from exc
+        self.model, self.dim, self.chunker, self.compression, self.base = model, dim, chunker, compression, base
+        number = int(base.manifest["generation"][1:]) + 1 if base else _next_generation(self.dir)
+        self.generation = f"g{number:06d}"
+        self.tmp = self.dir / f".tmp-{self.generation}-{os.getpid()}"
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
+        self._db = sqlite3.connect(self.tmp / DB_FILE)
+        self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+        self._full = open(self.tmp / FULL_FILE, "wb")  # noqa: SIM115
+        self.n = 0
+        self._pending: list[np.ndarray] = []  # (m, d) float32 batches waiting for the fit
+        self._pending_n = 0
+        self.pca: Pca | None = None
+        self.index = None
+        if base is not None:  # incremental: keep the basis, scales and trained index
+            self.pca, self.reduced_codec, self.full_codec = base.pca, base.reduced_codec, base.full_codec
+            import faiss
+
+            self.index = faiss.clone_index(base.index)
+            self.index.reset()
+
+    # -- adding content ---------------------------------------------------------------------
+    def keep(self, doc_paths: set[str], batch: int = 65_536) -> None:
+        """Copy the given documents' chunks and vectors from the base generation, unchanged."""
+        if self.base is None or not doc_paths:
+            return
+        docs = [d for d in self.base._db.execute("SELECT path, source, title, sha256, chunks FROM documents") if d[0] in doc_paths]
+        self._db.executemany("INSERT INTO documents VALUES (?,?,?,?,?)", docs)
+        rows = self.base.rows_of(doc_paths)
+        for i in range(0, len(rows), batch):
+            part = rows[i : i + batch]  # (b,)
+            meta = self.base.chunks(part.tolist())
+            self._insert_chunks(
+                [Chunk(c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text) for c in meta]
+            )
+            self._full.write(np.ascontiguousarray(self.base.full[part]).tobytes())
+            base_reduced = reduced_vectors_rows(self.base.index, part)
+            add_vectors(self.index, base_reduced, self.reduced_codec if self.compression.dtype == "float8" else None)
+
+    def add(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        """Add a new document: its chunks and their unit-length embeddings (m, d)."""
+        if vectors.shape != (len(chunks), self.dim):
+            raise ConfigError(f"got {vectors.shape} vectors for {len(chunks)} chunks of dim {self.dim}")
+        self._db.execute("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?)", (doc.path, doc.source, doc.title, doc.sha256, len(chunks)))
+        self._insert_chunks(chunks)
+        if self.pca is None:
+            self._pending.append(np.asarray(vectors, np.float32))
+            self._pending_n += len(vectors)
+            if self._pending_n >= self.compression.fit_sample:
+                self._fit_and_flush()
+        else:
+            self._write_vectors(vectors)
+
+    def _insert_chunks(self, chunks: Iterable[Chunk]) -> None:
+        rows = []
+        for c in chunks:
+            rows.append((self.n, c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text))
+            self.n += 1
+        self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    def _fit_and_flush(self) -> None:
+        x = np.concatenate(self._pending) if self._pending else np.zeros((0, self.dim), np.float32)  # (m, d)
+        c = self.compression
+        dims = c.pca_dims if c.pca_dims is not None or c.pca_variance is not None else max(1, self.dim // 4)
+        self.pca = fit_pca(x, dims=dims, variance=c.pca_variance, max_samples=c.fit_sample)
+        xr = self.pca.transform(x)  # (m, p)
+        self.reduced_codec = Float8Codec.fit(xr)
+        self.full_codec = Float8Codec.fit(x)
+        self.index = new_index(xr, c.dtype, choose_ann(c.ann, len(x)), codec=self.reduced_codec, nlist=c.nlist)
+        self._pending, self._pending_n = [], 0
+        self._write_vectors(x)
+
+    def _write_vectors(self, x: np.ndarray) -> None:
+        self._full.write(self.full_codec.encode(x).tobytes())  # (m, d) uint8
+        add_vectors(self.index, self.pca.transform(x), self.reduced_codec if self.compression.dtype == "float8" else None)
+
+    # -- finishing --------------------------------------------------------------------------
+    def commit(self) -> dict[str, Any]:
+        """Write the remaining files, switch the manifest to this generation, drop old ones."""
+        import faiss
+
+        if self.pca is None:
+            if self._pending_n == 0:
+                raise ConfigError("nothing to index: no document produced any text")
+            self._fit_and_flush()
+        self._db.commit()
+        n_docs = self._db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        self._db.close()
+        self._full.close()
+        faiss.write_index(self.index, str(self.tmp / INDEX_FILE))
+        for name, arr in ((PCA_FILE, self.pca.components), (PCA_ENERGY_FILE, self.pca.energy),
+                          (REDUCED_SCALE_FILE, self.reduced_codec.scale), (FULL_SCALE_FILE, self.full_codec.scale)):
+            np.save(self.tmp / name, np.ascontiguousarray(arr, np.float32), allow_pickle=False)
+        files = {}
+        for file in sorted(self.tmp.iterdir()):
+            fsync_path(file)
+            files[file.name] = {"bytes": file.stat().st_size, "sha256": sha256_file(file)}
+        fsync_path(self.tmp)
+        final = self.dir / self.generation
+        shutil.rmtree(final, ignore_errors=True)  # a leftover of a crashed run that never went live
+        os.replace(self.tmp, final)
+        fsync_path(self.dir)
+        manifest = self._manifest(files, n_docs)
+        write_json_atomic(self.dir / MANIFEST, manifest)
+        self._cleanup()
+        return manifest
+
+    def _manifest(self, files: dict[str, Any], n_docs: int) -> dict[str, Any]:
+        import faiss
+
+        c = self.compression
+        p = self.pca.dims
+        ivf = isinstance(self.index, faiss.IndexIVF)
+        code = {"float8": "FP8E4M3", "float16": "SQfp16", "float32": "Flat", "sq8": "SQ8"}[c.dtype]
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "writer": writer_versions(),
+            "generation": self.generation,
+            "embedding": {"model": self.model, "dim": self.dim, "normalized": True},
+            "compression": {
+                "pca_dims": p,
+                "pca_energy_kept": float(self.pca.energy.sum()),
+                "pca_centered": False,
+                "dtype": c.dtype,
+                "ann": "ivf" if ivf else "flat",
+                "nlist": int(self.index.nlist) if ivf else None,
+                "nprobe": int(self.index.nprobe) if ivf else None,
+                "index_key": f"PCA{p}," + (f"IVF{self.index.nlist}," if ivf else "") + code,
+                "bytes_per_vector": code_bytes(self.index),
+                "full_dtype": "float8_e4m3fn",
+                "full_bytes_per_vector": self.dim,
+            },
+            "chunker": asdict(self.chunker),
+            "counts": {"chunks": self.n, "documents": n_docs},
+            "files": files,
+        }
+
+    def _cleanup(self) -> None:
+        for entry in self.dir.iterdir():
+            if entry.is_dir() and entry.name != self.generation and (entry.name.startswith(".tmp-g") or _is_generation(entry.name)):
+                shutil.rmtree(entry, ignore_errors=True)
+        self._release()
+
+    def abort(self) -> None:
+        """Drop the unfinished generation; the store stays as it was."""
+        for closer in (self._db.close, self._full.close):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - best effort while already failing
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+    def __enter__(self) -> GenerationWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def reduced_vectors_rows(index, rows: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Decoded first-stage vectors at ``rows``: (m,) -> (m, p) float32."""
+    import faiss
+
+    if isinstance(index, faiss.IndexIVF):
+        index.make_direct_map()
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # a contiguous run: one call
+        return index.reconstruct_n(int(rows[0]), len(rows))
+    if not len(rows):
+        return np.zeros((0, index.d), np.float32)
+    return index.reconstruct_batch(np.ascontiguousarray(rows, np.int64))
+
+
+def _is_generation(name: str) -> bool:
+    return name.startswith("g") and name[1:].isdigit()
+
+
+def _next_generation(store_dir: Path) -> int:
+    nums = [int(e.name[1:]) for e in store_dir.iterdir() if _is_generation(e.name)]
+    return max(nums, default=0) + 1

@@ -1,0 +1,124 @@
+"""Search a store: reduced float8 search in FAISS for ``k * oversample`` candidates, then rerank
+them with the float8 full vectors and return the best ``k``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing.embed import Embedder, load_embedder
+from indexing.errors import ConfigError, StoreMismatchError
+from indexing.store import Store
+
+DEFAULT_K = 5
+DEFAULT_OVERSAMPLE = 8  # measured in bench/scifact_quality.py: see README "Quality kept"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    rank: int
+    score: float
+    row: int
+    text: str
+    source: str
+    title: str
+    page: int | None
+    start: int
+    end: int
+    doc_path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Retriever:
+    """Two-stage search over a Store. Thread-safe for concurrent searches."""
+
+    def __init__(self, store: Store, embedder: Embedder | None = None) -> None:
+        self.store = store
+        emb = store.manifest["embedding"]
+        if embedder is not None and (embedder.model_id != emb["model"] or embedder.dim != emb["dim"]):
+            raise StoreMismatchError(
+                f"store {store.path} was built with {emb['model']!r} (dim {emb['dim']}); the retriever was "
+                f"given {embedder.model_id!r} (dim {embedder.dim}). Use the store's model or rebuild with --refit"
+            )
+        self._embedder = embedder
+        comp = store.manifest["compression"]
+        if comp.get("nprobe"):
+            store.index.nprobe = comp["nprobe"]
+
+    @classmethod
+    def open(cls, store: str | Path, embedder: Embedder | None = None, verify: bool = True) -> Retriever:
+        return cls(Store.open(store, verify=verify), embedder)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder(self.store.manifest["embedding"]["model"])
+        return self._embedder
+
+    def search(
+        self, query: str, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query``; ``exact`` scans all full vectors instead."""
+        xq = self.embedder.embed_queries([query])  # (1, d)
+        D, I = self.search_vectors(xq, k, oversample, exact, rerank)
+        rows = [int(i) for i in I[0] if i >= 0]
+        chunks = self.store.chunks(rows)
+        return [
+            Hit(rank + 1, float(D[0, rank]), c.row, c.text, c.source, c.title, c.page, c.start, c.end, c.doc_path)
+            for rank, c in enumerate(chunks)
+        ]
+
+    def search_vectors(
+        self, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """xq: (nq, d) unit queries -> D (nq, k) scores, I (nq, k) rows (-1 where fewer exist)."""
+        if k < 1 or oversample < 1:
+            raise ConfigError(f"k={k} and oversample={oversample} must both be >= 1")
+        xq = np.ascontiguousarray(xq, np.float32)
+        if exact:
+            return exact_search(self.store, xq, k)
+        D0, I0 = self.store.index.search(self.store.pca.transform(xq), k * oversample if rerank else k)  # (nq, c)
+        if not rerank:
+            return D0, I0
+        return rerank_full(self.store, xq, I0, k)
+
+
+def rerank_full(store: Store, xq: np.ndarray, cand: np.ndarray, k: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Score candidates ``cand`` (nq, c) with the float8 full vectors; keep the top ``k`` of each row."""
+    nq, c = cand.shape
+    D = np.full((nq, k), -np.inf, np.float32)
+    I = np.full((nq, k), -1, np.int64)
+    for q0 in range(0, nq, batch):
+        ids = cand[q0 : q0 + batch]  # (b, c)
+        valid = ids >= 0
+        full = store.decode_full(np.where(valid, ids, 0).ravel()).reshape(len(ids), c, -1)  # (b, c, d)
+        scores = np.einsum("bcd,bd->bc", full, xq[q0 : q0 + batch])  # (b, c)
+        scores[~valid] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (b, min(c, k))
+        kk = order.shape[1]
+        D[q0 : q0 + batch, :kk] = np.take_along_axis(scores, order, 1)
+        I[q0 : q0 + batch, :kk] = np.where(np.isfinite(D[q0 : q0 + batch, :kk]), np.take_along_axis(ids, order, 1), -1)
+    return D, I
+
+
+def exact_search(store: Store, xq: np.ndarray, k: int, block: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force in float32 over every stored full vector: D, I of shape (nq, k)."""
+    nq = len(xq)
+    D = np.full((nq, k), -np.inf, np.float32)
+    I = np.full((nq, k), -1, np.int64)
+    for r0 in range(0, store.n, block):
+        rows = np.arange(r0, min(r0 + block, store.n))
+        scores = xq @ store.decode_full(rows).T  # (nq, b)
+        allD = np.concatenate([D, scores], axis=1)
+        allI = np.concatenate([I, np.broadcast_to(rows, scores.shape)], axis=1)
+        top = np.argsort(-allD, axis=1, kind="stable")[:, :k]
+        D, I = np.take_along_axis(allD, top, 1), np.take_along_axis(allI, top, 1)
+    I[~np.isfinite(D)] = -1
+    return D, I
