@@ -1,0 +1,109 @@
+"""Sub-commands of ``rag``: each parses flags and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rag.cli import EXIT_SKIPPED, TqdmProgress, print_json
+from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("index", help="index files/folders into a store (incremental)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--store", required=True)
+    p.add_argument("--model", default=None, help="sentence-transformers name/path, or openai/<model>")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--pca-dims", type=int, default=None, help="reduced dimensions (default: dim/4)")
+    group.add_argument("--pca-variance", type=float, default=None, help="keep this share of energy, e.g. 0.95")
+    p.add_argument("--dtype", choices=["float8", "float16", "float32", "sq8"], default=None, help="first-stage codes (default float8)")
+    p.add_argument("--ann", choices=["flat", "ivf", "auto"], default="flat")
+    p.add_argument("--chunk-tokens", type=int, default=256)
+    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--refit", action="store_true", help="rebuild from scratch (new PCA basis)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="search a store")
+    p.add_argument("query")
+    p.add_argument("--store", required=True)
+    p.add_argument("-k", type=int, default=DEFAULT_K)
+    p.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE)
+    p.add_argument("--exact", action="store_true", help="float32 brute force over the full vectors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="describe a store")
+    p.add_argument("--store", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from indexing.build import index_paths
+
+    progress = TqdmProgress()
+    try:
+        report = index_paths(
+            args.paths, args.store, model=args.model, pca_dims=args.pca_dims, pca_variance=args.pca_variance,
+            dtype=args.dtype, ann=args.ann, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
+            refit=args.refit, progress=progress,
+        )
+    finally:
+        progress.close()
+    for s in report.skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    summary = {
+        "store": report.store, "chunks": report.chunks, "added": len(report.added), "updated": len(report.updated),
+        "removed": len(report.removed), "unchanged": len(report.unchanged), "skipped": len(report.skipped),
+    }
+    if args.json:
+        print_json(summary | {"skipped_files": [s.__dict__ for s in report.skipped]})
+    else:
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    return EXIT_SKIPPED if report.skipped else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag.retrieve import Retriever
+
+    hits = Retriever.open(args.store).search(args.query, k=args.k, oversample=args.oversample, exact=args.exact)
+    if args.json:
+        print_json([h.to_dict() for h in hits])
+        return 0
+    for h in hits:
+        where = f"{h.source}" + (f" p.{h.page}" if h.page else "") + f" [{h.start}:{h.end}]"
+        print(f"{h.rank:>2}. {h.score:.3f}  {where}\n    {' '.join(h.text.split())[:200]}")
+    return 0
+
+
+def store_info(store_dir: str) -> dict[str, Any]:
+    """The facts ``rag info`` prints."""
+    from indexing.store import Store
+
+    with Store.open(store_dir, verify=False) as store:
+        m = store.manifest
+        comp = m["compression"]
+        return {
+            "store": str(store.path), "generation": m["generation"], "chunks": store.n,
+            "documents": m["counts"]["documents"], "model": m["embedding"]["model"], "dim": store.dim,
+            "pca_dims": comp["pca_dims"], "pca_energy_kept": comp["pca_energy_kept"], "dtype": comp["dtype"],
+            "ann": comp["ann"], "index_key": comp["index_key"], "bytes_per_vector": store.bytes_per_vector,
+            "float32_bytes_per_vector": 4 * store.dim,
+            "compression_ratio": round(4 * store.dim / store.bytes_per_vector, 2),
+            "full_bytes_per_vector": comp["full_bytes_per_vector"], "store_bytes": store.store_bytes,
+            "chunker": m["chunker"], "format_version": m["format_version"], "writer": m["writer"],
+        }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = store_info(args.store)
+    if args.json:
+        print_json(info)
+    else:
+        for key, value in info.items():
+            print(f"{key:>24}: {value}")
+    return 0
