@@ -38,6 +38,7 @@ class Chunk:
     start: int
     end: int
     text: str
+    extra: str = ""  # JSON object of caller metadata (e.g. from LangChain), "" when none
 
 
 @lru_cache(maxsize=4)

@@ -45,6 +45,7 @@ class ChunkRow:
     start: int
     end: int
     text: str
+    extra: str = ""
 
 
 class Store:
@@ -140,7 +141,7 @@ class Store:
             return []
         marks = ",".join("?" * len(rows))
         cur = self._db.execute(
-            f'SELECT row, doc_path, source, title, page, start, "end", text FROM chunks WHERE row IN ({marks})',
+            f'SELECT row, doc_path, source, title, page, start, "end", text, extra FROM chunks WHERE row IN ({marks})',
             [int(r) for r in rows],
         )
         found = {r[0]: ChunkRow(*r) for r in cur}

@@ -30,7 +30,7 @@ from indexing.store import (
 SCHEMA = """
 CREATE TABLE documents(path TEXT PRIMARY KEY, source TEXT, title TEXT, sha256 TEXT, chunks INTEGER);
 CREATE TABLE chunks(row INTEGER PRIMARY KEY, doc_path TEXT, source TEXT, title TEXT, page INTEGER,
-                    start INTEGER, "end" INTEGER, text TEXT);
+                    start INTEGER, "end" INTEGER, text TEXT, extra TEXT);
 CREATE INDEX chunks_doc ON chunks(doc_path);
 """
 
@@ -108,7 +108,7 @@ class GenerationWriter:
             part = rows[i : i + batch]  # (b,)
             meta = self.base.chunks(part.tolist())
             self._insert_chunks(
-                [Chunk(c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text) for c in meta]
+                [Chunk(c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text, c.extra) for c in meta]
             )
             self._full.write(np.ascontiguousarray(self.base.full[part]).tobytes())
             base_reduced = reduced_vectors_rows(self.base.index, part)
@@ -131,9 +131,9 @@ class GenerationWriter:
     def _insert_chunks(self, chunks: Iterable[Chunk]) -> None:
         rows = []
         for c in chunks:
-            rows.append((self.n, c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text))
+            rows.append((self.n, c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text, c.extra))
             self.n += 1
-        self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?)", rows)
+        self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)", rows)
 
     def _fit_and_flush(self) -> None:
         x = np.concatenate(self._pending) if self._pending else np.zeros((0, self.dim), np.float32)  # (m, d)

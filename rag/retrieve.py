@@ -31,6 +31,7 @@ class Hit:
     start: int
     end: int
     doc_path: str
+    extra: str = ""  # JSON metadata given by the caller at indexing time (LangChain), "" if none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +72,7 @@ class Retriever:
         rows = [int(i) for i in I[0] if i >= 0]
         chunks = self.store.chunks(rows)
         return [
-            Hit(rank + 1, float(D[0, rank]), c.row, c.text, c.source, c.title, c.page, c.start, c.end, c.doc_path)
+            Hit(rank + 1, float(D[0, rank]), c.row, c.text, c.source, c.title, c.page, c.start, c.end, c.doc_path, c.extra)
             for rank, c in enumerate(chunks)
         ]
 
