@@ -140,11 +140,14 @@ class Store:
         if not rows:
             return []
         marks = ",".join("?" * len(rows))
-        cur = self._db.execute(
-            f'SELECT row, doc_path, source, title, page, start, "end", text, extra FROM chunks WHERE row IN ({marks})',
-            [int(r) for r in rows],
-        )
-        found = {r[0]: ChunkRow(*r) for r in cur}
+        try:
+            cur = self._db.execute(
+                f'SELECT row, doc_path, source, title, page, start, "end", text, extra FROM chunks WHERE row IN ({marks})',
+                [int(r) for r in rows],
+            )
+            found = {r[0]: ChunkRow(*r) for r in cur}
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
         missing = [r for r in rows if r not in found]
         if missing:
             raise StoreError(f"{self._file(DB_FILE)} has no chunk rows {missing[:5]}: damaged")

@@ -40,6 +40,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
+    from rag.cli_chat import add_chat_commands
+
+    add_chat_commands(sub)
+
 
 
 def cmd_index(args: argparse.Namespace) -> int:

@@ -1,0 +1,69 @@
+"""``rag ask`` and ``rag chat``: answers on the command line and in the browser."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rag.cli import print_json
+from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
+
+
+def _answer_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True)
+    p.add_argument("-k", type=int, default=DEFAULT_K)
+    p.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE)
+    p.add_argument("--llm", default=None, help="chat model name, or 'extractive' (default: extractive unless OPENAI_API_KEY/OPENAI_BASE_URL is set)")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+
+
+def add_chat_commands(sub: Any) -> None:
+    p = sub.add_parser("ask", help="answer one question with citations")
+    p.add_argument("question")
+    _answer_flags(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", help="chat in the browser (Gradio)")
+    _answer_flags(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--stores-dir", default=None, help="offer every store found in this folder")
+    p.add_argument("--read-only", action="store_true", help="no uploads (shared deployments)")
+    p.set_defaults(func=cmd_chat)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.answer import make_answerer
+    from rag.chat import RagChat
+    from rag.retrieve import Retriever
+
+    retriever = Retriever.open(args.store)
+    chat = RagChat(retriever, make_answerer(retriever.embedder, args.llm, args.base_url), args.k, args.oversample)
+    if args.json:
+        print_json(chat.ask(args.question).to_dict())
+        return 0
+    answer = None
+    for answer in chat.stream(args.question):
+        pass
+    print(answer.text if answer else "")
+    if answer and answer.sources:
+        print("\nSources:")
+        for n in answer.cited or range(1, len(answer.sources) + 1):
+            h = answer.sources[n - 1]
+            print(f"  [{n}] {h.source}" + (f" p.{h.page}" if h.page else "") + f" ({h.score:.3f})")
+    print(f"(answerer: {answer.answerer if answer else '-'})", file=sys.stderr)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from ui.app import build_app, launch
+
+    app = build_app(
+        args.store, stores_dir=args.stores_dir, llm=args.llm, base_url=args.base_url,
+        allow_upload=not args.read_only, k=args.k, oversample=args.oversample,
+    )
+    print(f"chat on http://{args.host}:{args.port}", file=sys.stderr)
+    launch(app, args.host, args.port)
+    return 0

@@ -1,0 +1,167 @@
+"""rag.retrieve: float8 first stage + full-vector rerank, against brute force on structured vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexing.chunk import Chunk, ChunkSettings
+from indexing.errors import ConfigError, StoreMismatchError
+from indexing.first_stage import reduced_vectors
+from indexing.store import Store
+from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
+from rag.retrieve import Retriever, exact_search
+
+K = 10
+DOCS, PER_DOC = 40, 100  # 4000 rows, as in structured_vectors
+
+
+def chunks_for(j: int) -> list[Chunk]:
+    return [Chunk(f"/docs/d{j}.txt", f"d{j}.txt", f"Doc {j}", None, 0, 9, f"row {j * PER_DOC + i}") for i in range(PER_DOC)]
+
+
+def build_store(path: Path, xb: np.ndarray, **compression) -> Store:
+    """A store holding xb (n, d), one document per PER_DOC consecutive rows."""
+    writer = GenerationWriter(path, model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
+                              compression=CompressionSettings(pca_dims=32, **compression))
+    with writer:
+        for j in range(len(xb) // PER_DOC):
+            doc = DocumentRecord(f"/docs/d{j}.txt", f"d{j}.txt", f"Doc {j}", f"sha{j}")
+            writer.add(doc, chunks_for(j), xb[j * PER_DOC : (j + 1) * PER_DOC])
+        writer.commit()
+    return Store.open(path)
+
+
+@pytest.fixture(scope="module", params=["flat", "ivf"])
+def store(request, tmp_path_factory, structured_vectors):
+    xb, _ = structured_vectors
+    s = build_store(tmp_path_factory.mktemp(f"store-{request.param}"), xb, ann=request.param)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def flat_store(tmp_path_factory, structured_vectors):
+    xb, _ = structured_vectors
+    s = build_store(tmp_path_factory.mktemp("flat"), xb)
+    yield s
+    s.close()
+
+
+def top_k(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """S (nq, n) scores -> D, I (nq, k), best first."""
+    I = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(S, I, 1), I
+
+
+def recall_at(I: np.ndarray, Iref: np.ndarray, k: int = K) -> float:
+    return float(np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(I, Iref)]))
+
+
+def test_store_holds_what_was_written(store, structured_vectors):
+    xb, _ = structured_vectors
+    assert store.n == len(xb) and store.dim == 128 and store.pca.dims == 32
+    assert store.manifest["compression"]["bytes_per_vector"] == (32 if store.manifest["compression"]["ann"] == "flat" else 40)
+    full = store.decode_full(np.arange(store.n))  # (n, d)
+    np.testing.assert_array_equal(full, store.full_codec.decode(store.full_codec.encode(xb)))
+    rows = store.chunks([3999, 0, 150])
+    assert [(c.row, c.text, c.source) for c in rows] == [(3999, "row 3999", "d39.txt"), (0, "row 0", "d0.txt"), (150, "row 150", "d1.txt")]
+
+
+@pytest.mark.parametrize("oversample", [1, 4, 8])
+def test_rerank_equals_brute_force_over_candidates(store, structured_vectors, oversample):
+    _, xq = structured_vectors
+    D, I = Retriever(store).search_vectors(xq, K, oversample)
+    _, cand = store.index.search(store.pca.transform(xq), K * oversample)  # (nq, c) same first stage
+    for q in range(len(xq)):
+        rows = cand[q][cand[q] >= 0]
+        Dref, Iref = top_k((store.decode_full(rows) @ xq[q])[None, :], K)
+        np.testing.assert_allclose(D[q], Dref[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(I[q], rows[Iref[0]])
+
+
+def test_rerank_over_all_rows_equals_exact_search(store, structured_vectors):
+    _, xq = structured_vectors
+    oversample = -(-store.n // K)  # K * oversample >= n: every row is a candidate
+    D, I = Retriever(store).search_vectors(xq, K, oversample)
+    if store.manifest["compression"]["ann"] == "ivf":
+        assert np.all(I >= 0)  # IVF probes a subset: only check the scores of what it found
+        np.testing.assert_allclose(D, np.einsum("qkd,qd->qk", store.decode_full(I.ravel()).reshape(*I.shape, -1), xq), rtol=1e-5, atol=1e-6)
+        return
+    De, Ie = exact_search(store, xq, K)
+    np.testing.assert_allclose(D, De, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(I, Ie)
+
+
+def test_exact_mode_is_brute_force_over_stored_vectors(store, structured_vectors):
+    _, xq = structured_vectors
+    D, I = Retriever(store).search_vectors(xq, K, exact=True)
+    Dref, Iref = top_k(xq @ store.decode_full(np.arange(store.n)).T, K)
+    np.testing.assert_allclose(D, Dref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(I, Iref)
+    De, Ie = exact_search(store, xq, K, block=333)  # blocked merge gives the same answer
+    np.testing.assert_allclose(De, Dref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(Ie, Iref)
+
+
+def test_pca_float8_rerank_recall(flat_store, structured_vectors):
+    xb, xq = structured_vectors
+    _, Iref = top_k(xq @ xb.T, K)  # exact float32 over the original vectors
+    r = Retriever(flat_store)
+    _, I_rerank = r.search_vectors(xq, K, oversample=8)
+    _, I_first = r.search_vectors(xq, K, rerank=False)
+    assert recall_at(I_rerank, Iref) >= 0.95
+    assert recall_at(I_rerank, Iref) > recall_at(I_first, Iref)
+
+
+def test_no_rerank_returns_first_stage_scores(flat_store, structured_vectors):
+    _, xq = structured_vectors
+    D, I = Retriever(flat_store).search_vectors(xq, K, rerank=False)
+    xd = reduced_vectors(flat_store.index)  # (n, p) float8-decoded reduced vectors
+    Dref, Iref = top_k(flat_store.pca.transform(xq) @ xd.T, K)
+    np.testing.assert_allclose(D, Dref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(I, Iref)
+
+
+def test_more_results_asked_than_rows(tmp_path, structured_vectors):
+    xb, xq = structured_vectors
+    with build_store(tmp_path / "tiny", xb[:PER_DOC]) as store:
+        for kwargs in ({}, {"exact": True}):
+            D, I = Retriever(store).search_vectors(xq[:3], PER_DOC + 5, **kwargs)
+            assert np.all(I[:, :PER_DOC] >= 0) and np.all(I[:, PER_DOC:] == -1)
+            assert np.all(np.isinf(D[:, PER_DOC:]))
+            assert sorted(I[0, :PER_DOC].tolist()) == list(range(PER_DOC))
+
+
+@pytest.mark.parametrize("k, oversample", [(0, 8), (5, 0)])
+def test_bad_k_or_oversample(flat_store, structured_vectors, k, oversample):
+    _, xq = structured_vectors
+    with pytest.raises(ConfigError, match=rf"k={k} and oversample={oversample} must both be >= 1"):
+        Retriever(flat_store).search_vectors(xq, k, oversample)
+
+
+def test_retriever_rejects_embedder_of_another_model(flat_store, fake_embedder):
+    with pytest.raises(StoreMismatchError, match=r"'fake/x' \(dim 128\).*'fake/hash-64' \(dim 64\)"):
+        Retriever(flat_store, embedder=fake_embedder)
+
+
+def test_incremental_writer_keeps_codes_byte_for_byte(tmp_path, structured_vectors):
+    xb, _ = structured_vectors
+    base = build_store(tmp_path / "s", xb[: 4 * PER_DOC])
+    kept = {"/docs/d1.txt", "/docs/d3.txt"}
+    old_full = np.array(base.full[base.rows_of(kept)])
+    with GenerationWriter(tmp_path / "s", "fake/x", 128, ChunkSettings(), CompressionSettings(pca_dims=32), base=base) as w:
+        w.keep(kept)
+        w.add(DocumentRecord("/docs/d9.txt", "d9.txt", "Doc 9", "sha9"), chunks_for(9), xb[-PER_DOC:])
+        manifest = w.commit()
+    base.close()
+    assert manifest["generation"] == "g000002" and manifest["counts"] == {"chunks": 3 * PER_DOC, "documents": 3}
+    with Store.open(tmp_path / "s") as new:
+        np.testing.assert_array_equal(new.pca.components, np.load(tmp_path / "s/g000002/pca.npy"))
+        np.testing.assert_array_equal(np.asarray(new.full[: 2 * PER_DOC]), old_full)
+        assert [c.text for c in new.chunks([0, PER_DOC, 2 * PER_DOC])] == ["row 100", "row 300", "row 900"]
+        D, I = Retriever(new).search_vectors(xb[-PER_DOC:][:5], 1, oversample=new.n)
+        np.testing.assert_array_equal(I[:, 0], 2 * PER_DOC + np.arange(5))  # new rows find themselves
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == ["g000002"]

@@ -1,0 +1,173 @@
+"""The browser chat: a Gradio app over one or more stores, streaming cited answers."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from indexing.build import index_paths
+from indexing.embed import Embedder, load_embedder
+from indexing.load import SUPPORTED_SUFFIXES
+from indexing.manifest import MANIFEST
+from rag.answer import make_answerer
+from rag.chat import Answer, RagChat
+from rag.prompt import Turn
+from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE, Retriever
+
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+UPLOAD_DIR = "corpus"  # uploads live inside the store folder, next to its generations
+
+
+class Stores:
+    """Open stores by path, one RagChat each, sharing embedders; reopened after an upload."""
+
+    def __init__(self, llm: str | None, base_url: str | None) -> None:
+        self.llm, self.base_url = llm, base_url
+        self._chats: dict[str, RagChat] = {}
+        self._embedders: dict[str, Embedder] = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    def chat(self, store: str) -> RagChat:
+        with self._lock:
+            if store not in self._chats:
+                retriever = Retriever.open(store)
+                model = retriever.store.manifest["embedding"]["model"]
+                if model not in self._embedders:
+                    self._embedders[model] = load_embedder(model)
+                retriever = Retriever(retriever.store, self._embedders[model])
+                self._chats[store] = RagChat(retriever, make_answerer(retriever.embedder, self.llm, self.base_url))
+            return self._chats[store]
+
+    def add_files(self, store: str, files: list[Path], progress: Any = None) -> str:
+        """Copy uploads into the store's corpus folder and index them incrementally."""
+        with self._write_lock:
+            chat = self.chat(store)
+            target = Path(store) / UPLOAD_DIR
+            target.mkdir(exist_ok=True)
+            copies = []
+            for f in files:
+                dest = target / Path(f).name  # the name only: nothing from the browser picks a folder
+                shutil.copyfile(f, dest)
+                copies.append(dest)
+            report = index_paths(copies, store, embedder=chat.retriever.embedder, prune=False, progress=progress)
+            with self._lock:
+                old = self._chats.pop(store, None)
+            if old is not None:
+                self.chat(store)
+        lines = [f"Added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}; store has {report.chunks} chunks."]
+        lines += [f"Skipped {Path(s.path).name}: {s.reason}" for s in report.skipped]
+        return "\n".join(lines)
+
+
+def find_stores(folder: Path | None, extra: list[str]) -> list[str]:
+    """Stores given explicitly, plus every sub-folder of ``folder`` holding a manifest."""
+    found = list(dict.fromkeys(str(Path(s)) for s in extra))
+    if folder is not None and folder.is_dir():
+        found += [str(p) for p in sorted(folder.iterdir()) if (p / MANIFEST).is_file() and str(p) not in found]
+    return found
+
+
+def history_turns(history: list[dict[str, Any]]) -> list[Turn]:
+    """Chatbot messages -> Turns, leaving out the sources blocks (messages with metadata)."""
+    turns = []
+    for msg in history:
+        if msg.get("metadata") or msg.get("role") not in ("user", "assistant"):
+            continue
+        content = msg.get("content")
+        if isinstance(content, list):  # Gradio 6 may hand back [{"type": "text", "text": ...}]
+            content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if isinstance(content, str) and content.strip():
+            turns.append(Turn(msg["role"], content))
+    return turns
+
+
+def sources_markdown(answer: Answer, max_chars: int = 700) -> str:
+    """The cited chunks (or all retrieved ones when nothing was cited): file, page, score, passage."""
+    numbers = answer.cited or list(range(1, len(answer.sources) + 1))
+    blocks = []
+    for n in numbers:
+        hit = answer.sources[n - 1]
+        page = f" · page {hit.page}" if hit.page else ""
+        passage = escape(" ".join(hit.text.split()))
+        passage = passage if len(passage) <= max_chars else passage[:max_chars] + "…"
+        blocks.append(f"**[{n}] {escape(hit.source)}**{page} · chars {hit.start}–{hit.end} · score {hit.score:.3f}\n\n> {passage}")
+    return "\n\n".join(blocks) or "No sources were retrieved."
+
+
+def build_app(
+    store: str,
+    stores_dir: str | None = None,
+    llm: str | None = None,
+    base_url: str | None = None,
+    allow_upload: bool = True,
+    k: int = DEFAULT_K,
+    oversample: int = DEFAULT_OVERSAMPLE,
+    concurrency: int = 8,
+):  # type: ignore[no-untyped-def]
+    """The Gradio Blocks app. ``allow_upload=False`` gives a read-only deployment."""
+    import gradio as gr
+
+    stores = Stores(llm, base_url)
+    choices = find_stores(Path(stores_dir) if stores_dir else None, [store])
+    answerer_name = stores.chat(choices[0]).answerer.name
+
+    def respond(message: str, history: list[dict[str, Any]], store_path: str, k_: float, oversample_: float) -> Iterator[Any]:
+        if not message or not message.strip():
+            yield history, ""
+            return
+        turns = history_turns(history)
+        history = [*history, {"role": "user", "content": message}]
+        yield [*history, {"role": "assistant", "content": "…"}], ""
+        chat = stores.chat(store_path)
+        answer = None
+        for answer in chat.stream(message, turns, int(k_), int(oversample_)):
+            yield [*history, {"role": "assistant", "content": answer.text}], ""
+        if answer is not None:
+            cited = len(answer.cited)
+            sources = {
+                "role": "assistant",
+                "content": sources_markdown(answer),
+                "metadata": {"title": f"Sources ({cited} cited of {len(answer.sources)} retrieved)", "status": "done"},
+            }
+            yield [*history, {"role": "assistant", "content": answer.text}, sources], ""
+
+    def upload(files: list[Any] | None, store_path: str, progress: Any = gr.Progress()) -> str:
+        if not files:
+            return "Choose files first."
+        paths = [Path(getattr(f, "name", f)) for f in files]
+        bad = [p.name for p in paths if p.suffix.lower() not in SUPPORTED_SUFFIXES or p.stat().st_size > MAX_UPLOAD_BYTES]
+        if bad:
+            return f"Not added (type not txt/md/html/pdf, or over {MAX_UPLOAD_BYTES // 2**20} MB): {', '.join(bad)}"
+        return stores.add_files(store_path, paths, progress=lambda stage, done, total: progress((done, total), desc=stage))
+
+    with gr.Blocks(title="Compressed RAG chat") as app:
+        gr.Markdown(f"## Chat with your documents\nAnswerer: **{escape(answerer_name)}**", elem_id="answerer")
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chatbot")
+                box = gr.Textbox(placeholder="Ask a question about the documents…", show_label=False, elem_id="question")
+                send = gr.Button("Send", variant="primary", elem_id="send")
+            with gr.Column(scale=1):
+                picked = gr.Dropdown(choices=choices, value=choices[0], label="Store", elem_id="store")
+                k_slider = gr.Slider(1, 20, value=k, step=1, label="k (chunks)")
+                os_slider = gr.Slider(1, 32, value=oversample, step=1, label="oversample (rerank candidates = k × this)")
+                if allow_upload:
+                    files = gr.File(file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), label="Add documents")
+                    add = gr.Button("Add to store", elem_id="add")
+                    status = gr.Markdown(elem_id="upload-status")
+                    add.click(upload, [files, picked], status, concurrency_limit=1, api_name="upload")
+        inputs = [box, chatbot, picked, k_slider, os_slider]
+        box.submit(respond, inputs, [chatbot, box], concurrency_limit=concurrency, api_name="ask")
+        send.click(respond, inputs, [chatbot, box], concurrency_limit=concurrency, api_name="ask_button")
+    return app
+
+
+def launch(app: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
+    """Serve ``app``; binds to loopback unless ``host`` says otherwise. Returns the app."""
+    app.queue().launch(server_name=host, server_port=port, show_error=True, prevent_thread_lock=not block)
+    return app
