@@ -58,6 +58,7 @@ def index_paths(
     were indexed from under ``paths`` but are gone now are removed (``prune``). ``refit``
     rebuilds everything from scratch with the given settings.
     """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     store = Path(store)
     chunker = ChunkSettings(chunk_tokens, overlap)
     compression = CompressionSettings(pca_dims, pca_variance, dtype or "float8", ann)
@@ -86,7 +87,7 @@ def index_paths(
         if path in seen:
             continue
         if prune and any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
-            report.removed.append(path)
+            report.removed.append(known[path][2])
         else:
             keep.add(path)
     if base is not None and not fresh and not report.removed:
@@ -98,6 +99,10 @@ def index_paths(
         for doc, chunks, vectors in _embed_documents(fresh, chunker, embedder, report, progress):
             writer.add(DocumentRecord(doc.path, doc.source, doc.title, doc.sha256), chunks, vectors)
             (report.updated if doc.path in known else report.added).append(doc.source)
+        if base is not None and not report.changed:  # every fresh file was skipped: keep the store as is
+            writer.abort()
+            report.chunks, report.manifest = base.n, base.manifest
+            return report
         report.manifest = writer.commit()
     report.chunks = report.manifest["counts"]["chunks"]
     return report

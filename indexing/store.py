@@ -153,9 +153,9 @@ class Store:
             raise StoreError(f"{self._file(DB_FILE)} has no chunk rows {missing[:5]}: damaged")
         return [found[int(r)] for r in rows]
 
-    def documents(self) -> dict[str, tuple[str, int]]:
-        """Indexed documents: path -> (sha256, number of chunks)."""
-        return {p: (h, n) for p, h, n in self._db.execute("SELECT path, sha256, chunks FROM documents")}
+    def documents(self) -> dict[str, tuple[str, int, str]]:
+        """Indexed documents: path -> (sha256, number of chunks, source shown in citations)."""
+        return {p: (h, n, src) for p, h, n, src in self._db.execute("SELECT path, sha256, chunks, source FROM documents")}
 
     def rows_of(self, doc_paths: set[str]) -> np.ndarray:
         """Rows of every chunk of the given documents, ascending: (m,) int64."""

@@ -141,8 +141,8 @@ class GenerationWriter:
         dims = c.pca_dims if c.pca_dims is not None or c.pca_variance is not None else max(1, self.dim // 4)
         self.pca = fit_pca(x, dims=dims, variance=c.pca_variance, max_samples=c.fit_sample)
         xr = self.pca.transform(x)  # (m, p)
-        self.reduced_codec = Float8Codec.fit(xr)
-        self.full_codec = Float8Codec.fit(x)
+        self.reduced_codec = Float8Codec.for_unit_vectors(self.pca.dims)
+        self.full_codec = Float8Codec.for_unit_vectors(self.dim)
         self.index = new_index(xr, c.dtype, choose_ann(c.ann, len(x)), codec=self.reduced_codec, nlist=c.nlist)
         self._pending, self._pending_n = [], 0
         self._write_vectors(x)

@@ -96,6 +96,8 @@ def rerank_full(store: Store, xq: np.ndarray, cand: np.ndarray, k: int, batch: i
     nq, c = cand.shape
     D = np.full((nq, k), -np.inf, np.float32)
     I = np.full((nq, k), -1, np.int64)
+    if store.n == 0:
+        return D, I
     for q0 in range(0, nq, batch):
         ids = cand[q0 : q0 + batch]  # (b, c)
         valid = ids >= 0

