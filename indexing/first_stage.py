@@ -72,9 +72,9 @@ def new_index(
         qtype = faiss.ScalarQuantizer.QT_fp16 if dtype == "float16" else faiss.ScalarQuantizer.QT_8bit
         if quantizer is None:
             index = faiss.IndexScalarQuantizer(p, qtype, ip)
+            index.train(np.ascontiguousarray(xr, np.float32))
         else:
             index = faiss.IndexIVFScalarQuantizer(quantizer, p, nlist, qtype, ip, False)
-        index.train(np.ascontiguousarray(xr, np.float32)) if quantizer is None else None
     if quantizer is not None:
         _train_coarse(index, quantizer, xr, nlist, seed)
         if dtype == "sq8":
