@@ -44,7 +44,7 @@ def index_paths(
     pca_dims: int | None = None,
     pca_variance: float | None = None,
     dtype: str | None = None,
-    ann: str = "flat",
+    ann: str = "auto",
     chunk_tokens: int = 256,
     overlap: int = 32,
     refit: bool = False,

@@ -93,6 +93,19 @@ def _train_coarse(index, quantizer, xr: np.ndarray, nlist: int, seed: int) -> No
     index.nprobe = max(1, nlist // 16)
 
 
+def to_ivf(index, dtype: str, codec: Float8Codec | None, nlist: int | None = None, batch: int = 65_536, seed: int = 0):  # type: ignore[no-untyped-def]
+    """The same codes in an IVF index (coarse quantizer trained on a sample of them)."""
+    n = index.ntotal
+    nlist = nlist or default_nlist(n)
+    rng = np.random.default_rng(seed)
+    sample_rows = np.sort(rng.choice(n, min(n, nlist * 64), replace=False)).astype(np.int64)
+    sample = index.reconstruct_batch(sample_rows)  # (s, p)
+    ivf = new_index(sample, dtype, "ivf", codec=codec, nlist=nlist, seed=seed)
+    for i0 in range(0, n, batch):
+        add_vectors(ivf, index.reconstruct_n(i0, min(batch, n - i0)), codec)
+    return ivf
+
+
 def add_vectors(index, xr: np.ndarray, codec: Float8Codec | None = None) -> None:  # type: ignore[no-untyped-def]
     """Append reduced vectors (n, p). For flat float8 the codec's bytes go straight in."""
     import faiss

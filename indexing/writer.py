@@ -21,7 +21,7 @@ import numpy as np
 from indexing.chunk import Chunk, ChunkSettings
 from indexing.compress import Float8Codec, Pca, fit_pca
 from indexing.errors import ConfigError, StoreError
-from indexing.first_stage import add_vectors, choose_ann, code_bytes, new_index
+from indexing.first_stage import add_vectors, choose_ann, code_bytes, new_index, to_ivf
 from indexing.manifest import FORMAT, FORMAT_VERSION, MANIFEST, fsync_path, sha256_file, write_json_atomic, writer_versions
 from indexing.store import (
     DB_FILE, FULL_FILE, FULL_SCALE_FILE, INDEX_FILE, PCA_ENERGY_FILE, PCA_FILE, REDUCED_SCALE_FILE, Store,
@@ -42,7 +42,7 @@ class CompressionSettings:
     pca_dims: int | None = None  # None (and no variance): a quarter of the embedding dimension
     pca_variance: float | None = None
     dtype: str = "float8"
-    ann: str = "flat"
+    ann: str = "auto"  # flat below first_stage.IVF_MIN_VECTORS vectors, IVF above
     nlist: int | None = None
     fit_sample: int = 50_000  # vectors buffered to fit PCA and scales before streaming the rest
 
@@ -143,7 +143,8 @@ class GenerationWriter:
         xr = self.pca.transform(x)  # (m, p)
         self.reduced_codec = Float8Codec.for_unit_vectors(self.pca.dims)
         self.full_codec = Float8Codec.for_unit_vectors(self.dim)
-        self.index = new_index(xr, c.dtype, choose_ann(c.ann, len(x)), codec=self.reduced_codec, nlist=c.nlist)
+        ann = "flat" if c.ann == "auto" else c.ann  # auto: flat while streaming, IVF at commit if large
+        self.index = new_index(xr, c.dtype, ann, codec=self.reduced_codec, nlist=c.nlist)
         self._pending, self._pending_n = [], 0
         self._write_vectors(x)
 
@@ -160,6 +161,8 @@ class GenerationWriter:
             if self._pending_n == 0:
                 raise ConfigError("nothing to index: no document produced any text")
             self._fit_and_flush()
+        if self.compression.ann == "auto" and choose_ann("auto", self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):
+            self.index = to_ivf(self.index, self.compression.dtype, self.reduced_codec, self.compression.nlist)
         self._db.commit()
         n_docs = self._db.execute("SELECT count(*) FROM documents").fetchone()[0]
         self._db.close()
