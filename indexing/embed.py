@@ -112,16 +112,27 @@ class OpenAIEmbedder:
         try:
             for i in range(0, len(texts), self.batch_size):
                 resp = self._client.embeddings.create(model=self._model, input=list(texts[i : i + self.batch_size]))
-                rows.extend(item.embedding for item in resp.data)
+                rows.extend(_pooled(item.embedding) for item in resp.data)
         except OpenAIError as exc:
             raise EmbeddingError(f"OpenAI embeddings with model {self._model!r} failed: {exc}") from exc
-        return normalize(np.asarray(rows, dtype=np.float32))
+        return normalize(np.stack(rows))
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._call(texts) if texts else np.zeros((0, self.dim), np.float32)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_documents(texts)
+
+
+def _pooled(embedding: list[float] | list[list[float]]) -> np.ndarray:
+    """One vector per text. Servers without pooling (llama.cpp with --embedding) return one
+    vector per token: those are mean-pooled here. (d,) float32."""
+    x = np.asarray(embedding, np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    if x.ndim != 1 or not np.all(np.isfinite(x)):
+        raise EmbeddingError(f"the embedding server returned an array of shape {x.shape}, expected one vector")
+    return x
 
 
 def load_embedder(model: str = DEFAULT_MODEL, base_url: str | None = None) -> Embedder:

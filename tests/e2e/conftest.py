@@ -76,7 +76,7 @@ def llm_server() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
+         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2", "--embedding", "true"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

@@ -59,3 +59,19 @@ def test_unreachable_server_is_a_clear_error(small_store: Path) -> None:
     chat = RagChat(Retriever.open(small_store), answerer)
     with pytest.raises(GenerationError, match="smollm2.*127.0.0.1:9"):
         chat.ask("anything?")
+
+
+def test_openai_embeddings_index_and_search(tmp_path: Path, llm_server: str) -> None:
+    """``--model openai/<name>`` embeds through the openai client (here: llama.cpp's /v1/embeddings)."""
+    from indexing.build import index_paths
+    from indexing.embed import OpenAIEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Zebras have black and white stripes.", encoding="utf-8")
+    (docs / "b.txt").write_text("Volcanoes erupt molten lava and ash.", encoding="utf-8")
+    embedder = OpenAIEmbedder("smollm2", base_url=llm_server)
+    report = index_paths([docs], tmp_path / "store", embedder=embedder)
+    assert report.manifest["embedding"] == {"model": "openai/smollm2", "dim": embedder.dim, "normalized": True}
+    hits = Retriever.open(tmp_path / "store", embedder=embedder).search("stripes on zebras", k=2)
+    assert len(hits) == 2 and {h.source for h in hits} == {"docs/a.txt", "docs/b.txt"}
