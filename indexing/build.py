@@ -10,7 +10,8 @@ from typing import Any
 from indexing.chunk import Chunk, ChunkSettings, chunk_document
 from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder
 from indexing.errors import ConfigError, LoadError
-from indexing.load import Document, SourceFile, Skipped, discover, file_sha256, load_file
+from indexing.files import sha256_file
+from indexing.load import Document, SourceFile, Skipped, discover, load_file
 from indexing.manifest import MANIFEST
 from indexing.store import Store
 from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
@@ -73,7 +74,7 @@ def index_paths(
     fresh: list[tuple[SourceFile, str]] = []
     keep: set[str] = set()
     for i, f in enumerate(files):
-        sha = file_sha256(f.path)
+        sha = sha256_file(f.path)
         if known.get(str(f.path), ("",))[0] == sha:
             keep.add(str(f.path))
             report.unchanged.append(f.source)

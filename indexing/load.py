@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexing.errors import LoadError
+from indexing.files import sha256_file
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -88,15 +88,6 @@ def _consider(path: Path, source: str, found: dict[Path, SourceFile], skipped: l
     found.setdefault(resolved, SourceFile(resolved, source))
 
 
-def file_sha256(path: Path) -> str:
-    """Content hash used to detect new and changed files."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_file(path: Path, source: str | None = None, sha256: str | None = None) -> Document:
     """Read one supported file into a Document; raise LoadError saying why it cannot be used."""
     path = Path(path)
@@ -125,7 +116,7 @@ def load_file(path: Path, source: str | None = None, sha256: str | None = None) 
         path=str(path.resolve()),
         source=source or path.name,
         title=title or path.stem,
-        sha256=sha256 or file_sha256(path),
+        sha256=sha256 or sha256_file(path),
         pages=pages,
     )
 

@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from indexing.chunk import Chunk
 from indexing.compress import Float8Codec, Pca
 from indexing.errors import StoreError, StoreMismatchError
-from indexing.manifest import read_manifest, sha256_file
+from indexing.files import sha256_file
+from indexing.manifest import read_manifest
 
 INDEX_FILE = "index.faiss"
 PCA_FILE = "pca.npy"
@@ -34,18 +36,10 @@ DB_FILE = "chunks.sqlite"
 
 
 @dataclass(frozen=True)
-class ChunkRow:
-    """A stored chunk: its row in the vector files and where its text came from."""
+class ChunkRow(Chunk):
+    """A stored chunk: a Chunk plus its row in the vector files."""
 
-    row: int
-    doc_path: str
-    source: str
-    title: str
-    page: int | None
-    start: int
-    end: int
-    text: str
-    extra: str = ""
+    row: int = -1
 
 
 class Store:
@@ -142,10 +136,10 @@ class Store:
         marks = ",".join("?" * len(rows))
         try:
             cur = self._db.execute(
-                f'SELECT row, doc_path, source, title, page, start, "end", text, extra FROM chunks WHERE row IN ({marks})',
+                f'SELECT doc_path, source, title, page, start, "end", text, extra, row FROM chunks WHERE row IN ({marks})',
                 [int(r) for r in rows],
             )
-            found = {r[0]: ChunkRow(*r) for r in cur}
+            found = {r[-1]: ChunkRow(*r) for r in cur}
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
         missing = [r for r in rows if r not in found]

@@ -22,7 +22,8 @@ from indexing.chunk import Chunk, ChunkSettings
 from indexing.compress import Float8Codec, Pca, fit_pca
 from indexing.errors import ConfigError, StoreError
 from indexing.first_stage import add_vectors, choose_ann, code_bytes, new_index, to_ivf
-from indexing.manifest import FORMAT, FORMAT_VERSION, MANIFEST, fsync_path, sha256_file, write_json_atomic, writer_versions
+from indexing.files import fsync_path, sha256_file, write_json_atomic
+from indexing.manifest import FORMAT, FORMAT_VERSION, MANIFEST, writer_versions
 from indexing.store import (
     DB_FILE, FULL_FILE, FULL_SCALE_FILE, INDEX_FILE, PCA_ENERGY_FILE, PCA_FILE, REDUCED_SCALE_FILE, Store,
 )
@@ -106,10 +107,7 @@ class GenerationWriter:
         rows = self.base.rows_of(doc_paths)
         for i in range(0, len(rows), batch):
             part = rows[i : i + batch]  # (b,)
-            meta = self.base.chunks(part.tolist())
-            self._insert_chunks(
-                [Chunk(c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text, c.extra) for c in meta]
-            )
+            self._insert_chunks(self.base.chunks(part.tolist()))
             self._full.write(np.ascontiguousarray(self.base.full[part]).tobytes())
             base_reduced = reduced_vectors_rows(self.base.index, part)
             add_vectors(self.index, base_reduced, self.reduced_codec if self.compression.dtype == "float8" else None)
