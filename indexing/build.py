@@ -9,7 +9,7 @@ from typing import Any
 
 from indexing.chunk import Chunk, ChunkSettings, chunk_document
 from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder
-from indexing.errors import ConfigError, LoadError
+from indexing.errors import ConfigError, LoadError, StoreError
 from indexing.files import sha256_file
 from indexing.load import Document, SourceFile, Skipped, discover, load_file
 from indexing.manifest import MANIFEST
@@ -66,7 +66,10 @@ def index_paths(
     base = _open_base(store, model, embedder, refit)
     if base is not None:
         _check_same_settings(base, pca_dims, dtype)
-        chunker = ChunkSettings(**base.manifest["chunker"])
+        try:
+            chunker = ChunkSettings(**base.manifest["chunker"])
+        except (TypeError, ConfigError) as exc:
+            raise StoreError(f"{base.path / MANIFEST}: chunker settings are corrupt: {exc}") from exc
     model = base.manifest["embedding"]["model"] if base else (embedder.model_id if embedder else model or DEFAULT_MODEL)
     report = IndexReport(str(store))
     files, report.skipped = discover(paths)

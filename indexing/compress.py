@@ -20,9 +20,13 @@ FLOAT8_MAX = 448.0  # largest finite e4m3fn value; larger inputs would become Na
 CODE_DTYPES = ("float8", "float16", "float32", "sq8")
 BYTES_PER_DIM = {"float8": 1, "float16": 2, "float32": 4, "sq8": 1}
 
-# Every one of the 256 float8 bit patterns decoded once; the two NaN patterns (0x7f, 0xff)
-# are never produced by encode() and decode to 0 so a corrupt byte cannot poison a score.
-FLOAT8_VALUES = np.nan_to_num(np.arange(256, dtype=np.uint8).view(FLOAT8).astype(np.float32), nan=0.0)
+# Every one of the 256 float8 bit patterns decoded once. Our float8 is e4m3fn flushed to zero:
+# encode() never writes subnormals (exponent bits 0) nor the NaN patterns (0x7f, 0xff), and
+# those decode to 0 here, as in the C scan kernel, so a corrupt byte cannot poison a score.
+_ALL_CODES = np.arange(256, dtype=np.uint8)
+FLOAT8_VALUES = np.where(
+    (_ALL_CODES & 0x78) == 0, 0.0, np.nan_to_num(_ALL_CODES.view(FLOAT8).astype(np.float32), nan=0.0)
+).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -111,10 +115,12 @@ class Float8Codec:
         return cls(np.full(d, 1.0 / FLOAT8_MAX, np.float32))
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """x: (n, d) float -> (n, d) uint8 float8 bit patterns (clipped, never NaN)."""
+        """x: (n, d) float -> (n, d) uint8 float8 bit patterns (clipped, never NaN, no subnormals)."""
         with np.errstate(over="ignore", invalid="ignore"):
             y = np.clip(np.asarray(x, np.float32) / self.scale, -FLOAT8_MAX, FLOAT8_MAX)
-        return np.nan_to_num(y, nan=0.0).astype(FLOAT8).view(np.uint8)
+        codes = np.nan_to_num(y, nan=0.0).astype(FLOAT8).view(np.uint8)
+        codes[(codes & 0x78) == 0] = 0  # flush subnormals (< 2^-6 * scale) to zero: see _float8scan.c
+        return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """codes: (n, d) uint8 -> (n, d) float32 (a table lookup: faster than a dtype cast)."""

@@ -111,10 +111,12 @@ def add_vectors(index, xr: np.ndarray, codec: Float8Codec | None = None) -> None
     import faiss
 
     xr = np.ascontiguousarray(xr, np.float32)
-    if codec is not None and isinstance(index, faiss.IndexPQ):
-        index.add_sa_codes(codec.encode(xr))
-    else:
+    if codec is None:
         index.add(xr)
+    elif isinstance(index, faiss.IndexPQ):
+        index.add_sa_codes(codec.encode(xr))
+    else:  # IVF: FAISS encodes; values already on the float8 grid map to exactly themselves
+        index.add(codec.decode(codec.encode(xr)))
 
 
 def reduced_vectors(index) -> np.ndarray:  # type: ignore[no-untyped-def]

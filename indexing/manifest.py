@@ -33,7 +33,7 @@ def read_manifest(store_dir: Path) -> dict[str, Any]:
         raise StoreError(f"{store_dir} is not a store (no {MANIFEST}); create one with `rag index PATH --store {store_dir}`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise StoreError(f"{path} is corrupt (not valid JSON: {exc}); rebuild with `rag index ... --refit`") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise StoreError(f"{path} is not a {FORMAT} manifest")
@@ -47,6 +47,15 @@ def read_manifest(store_dir: Path) -> dict[str, Any]:
     _require(data["embedding"], path, {"model": str, "dim": int})
     _require(data["compression"], path, {"pca_dims": int, "dtype": str, "ann": str, "full_dtype": str})
     _require(data["counts"], path, {"chunks": int, "documents": int})
+    _require(data, path, {"writer": dict})
+    _require(data["compression"], path, {"bytes_per_vector": int, "full_bytes_per_vector": int, "index_key": str, "pca_energy_kept": float})
+    _require(data["chunker"], path, {"chunk_tokens": int, "overlap": int, "encoding": str})
+    if data["compression"]["bytes_per_vector"] < 1:
+        raise StoreError(f"{path}: bytes_per_vector must be >= 1")
+    for key in ("nlist", "nprobe"):
+        v = data["compression"].get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1 or data["compression"]["ann"] != "ivf"):
+            raise StoreError(f"{path}: field {key!r} is not allowed here; the manifest is corrupt")
     gen = data["generation"]
     if not gen.startswith("g") or not gen[1:].isdigit():
         raise StoreError(f"{path}: generation {gen!r} is not a generation name")

@@ -91,7 +91,7 @@ class Store:
         file = self._file(name)
         try:
             arr = np.load(file, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged header raises SyntaxError, TokenError, ...
             raise StoreError(f"{file} is not a readable .npy array: {exc}") from exc
         if arr.shape != shape or arr.dtype != np.float32 or not np.all(np.isfinite(arr)):
             raise StoreError(f"{file} holds {arr.dtype}{arr.shape}, expected finite float32{shape}")
@@ -113,6 +113,8 @@ class Store:
             index = faiss.read_index(str(file))
         except RuntimeError as exc:
             raise StoreError(f"{file} is not a readable FAISS index: {exc}") from exc
+        if isinstance(index, faiss.IndexIVF) != (self.manifest["compression"]["ann"] == "ivf"):
+            raise StoreError(f"{file} does not hold the index kind the manifest says")
         if index.ntotal != self.n or index.d != self.pca.dims:
             raise StoreError(f"{file} holds {index.ntotal} x {index.d}, the manifest says {self.n} x {self.pca.dims}")
         return index
@@ -122,7 +124,7 @@ class Store:
         try:
             db = sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True, check_same_thread=False)
             (count,) = db.execute("SELECT count(*) FROM chunks").fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{file} is not a readable chunk database: {exc}") from exc
         if count != self.n:
             raise StoreError(f"{file} has {count} chunks, the manifest says {self.n}")
@@ -140,7 +142,7 @@ class Store:
                 [int(r) for r in rows],
             )
             found = {r[-1]: ChunkRow(*r) for r in cur}
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
         missing = [r for r in rows if r not in found]
         if missing:
@@ -149,7 +151,10 @@ class Store:
 
     def documents(self) -> dict[str, tuple[str, int, str]]:
         """Indexed documents: path -> (sha256, number of chunks, source shown in citations)."""
-        return {p: (h, n, src) for p, h, n, src in self._db.execute("SELECT path, sha256, chunks, source FROM documents")}
+        try:
+            return {p: (h, n, src) for p, h, n, src in self._db.execute("SELECT path, sha256, chunks, source FROM documents")}
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
 
     def rows_of(self, doc_paths: set[str]) -> np.ndarray:
         """Rows of every chunk of the given documents, ascending: (m,) int64."""

@@ -218,6 +218,8 @@ class GenerationWriter:
         for entry in self.dir.iterdir():
             if entry.is_dir() and entry.name != self.generation and (entry.name.startswith(".tmp-g") or _is_generation(entry.name)):
                 shutil.rmtree(entry, ignore_errors=True)
+            elif entry.is_file() and entry.name.startswith(f".{MANIFEST}."):  # temp of a killed manifest write
+                entry.unlink(missing_ok=True)
         self._release()
 
     def abort(self) -> None:

@@ -89,7 +89,8 @@ def condense_messages(question: str, history: Sequence[Turn], max_turns: int = 6
 
 
 _INSTRUCTION_PATTERNS = re.compile(
-    r"ignore (all |any |the )?(previous|prior|above|earlier) (instructions|prompts?)|disregard (the|all|any|your)"
+    r"\b(ignore|disregard|forget|override)\b[^.!?\n]{0,40}\b(previous|prior|above|earlier|preceding|instructions?|prompts?)\b"
+    r"|disregard (the|all|any|your)"
     r"|you are now|system prompt|new instructions|instead (reply|respond|answer|say)|(reply|respond|answer) only with",
     re.IGNORECASE,
 )

@@ -11,6 +11,7 @@ import numpy as np
 
 from indexing.embed import Embedder, load_embedder
 from indexing.errors import ConfigError, StoreMismatchError
+from indexing.float8_scan import float8_search
 from indexing.store import Store
 
 DEFAULT_K = 5
@@ -85,10 +86,20 @@ class Retriever:
         xq = np.ascontiguousarray(xq, np.float32)
         if exact:
             return exact_search(self.store, xq, k)
-        D0, I0 = self.store.index.search(self.store.pca.transform(xq), k * oversample if rerank else k)  # (nq, c)
+        D0, I0 = first_stage_search(self.store, self.store.pca.transform(xq), k * oversample if rerank else k)  # (nq, c)
         if not rerank:
             return D0, I0
         return rerank_full(self.store, xq, I0, k)
+
+
+def first_stage_search(store: Store, xr: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``c`` best rows for reduced queries xr (nq, p): the float8 kernel for a flat float8
+    index, FAISS's own search otherwise (IVF, other dtypes)."""
+    import faiss
+
+    if isinstance(store.index, faiss.IndexPQ) and store.manifest["compression"]["dtype"] == "float8":
+        return float8_search(store.index, store.reduced_codec, xr, c)
+    return store.index.search(np.ascontiguousarray(xr, np.float32), c)
 
 
 def rerank_full(store: Store, xq: np.ndarray, cand: np.ndarray, k: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:

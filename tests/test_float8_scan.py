@@ -1,0 +1,59 @@
+"""The C float8 scan kernel against FAISS's IndexPQ search over the very same codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexing.compress import FLOAT8, Float8Codec
+from indexing.first_stage import add_vectors, new_index
+from indexing.float8_scan import codes_view, float8_search, kernel_available
+
+
+@pytest.fixture(scope="module")
+def float8_index(structured_vectors):  # type: ignore[no-untyped-def]
+    xb, xq = structured_vectors[0], structured_vectors[1]
+    codec = Float8Codec.for_unit_vectors(xb.shape[1])
+    index = new_index(xb, "float8", "flat", codec=codec)
+    add_vectors(index, xb, codec)
+    return index, codec, xb, xq
+
+
+def test_the_kernel_is_built() -> None:
+    assert kernel_available(), "indexing/_float8scan.c did not compile: pip install -e . needs gcc"
+
+
+def test_codes_view_is_the_index_codes_without_copy(float8_index) -> None:  # type: ignore[no-untyped-def]
+    index, codec, xb, _ = float8_index
+    view = codes_view(index)
+    assert view.shape == (len(xb), xb.shape[1]) and not view.flags.owndata
+    np.testing.assert_array_equal(view, codec.encode(xb))
+
+
+@pytest.mark.parametrize("nq", [1, 3, 50])
+@pytest.mark.parametrize("k", [1, 10, 80])
+def test_kernel_equals_faiss_pq_search(float8_index, nq: int, k: int) -> None:  # type: ignore[no-untyped-def]
+    index, codec, _, xq = float8_index
+    D_faiss, I_faiss = index.search(xq[:nq], k)
+    D, I = float8_search(index, codec, xq[:nq], k)
+    np.testing.assert_allclose(D, D_faiss, rtol=1e-5, atol=1e-5)
+    assert (I == I_faiss).mean() > 0.99  # ties may swap places
+
+
+def test_kernel_scores_are_exact_float8_inner_products(float8_index) -> None:  # type: ignore[no-untyped-def]
+    index, codec, xb, xq = float8_index
+    D, I = float8_search(index, codec, xq[:5], 10)
+    decoded = codec.encode(xb).view(FLOAT8).astype(np.float32) * codec.scale  # (n, d)
+    expected = np.take_along_axis(xq[:5] @ decoded.T, I, axis=1)
+    np.testing.assert_allclose(D, expected, rtol=1e-5, atol=1e-6)
+    brute = np.sort(xq[:5] @ decoded.T, axis=1)[:, ::-1][:, :10]
+    np.testing.assert_allclose(D, brute, rtol=1e-5, atol=1e-6)
+
+
+def test_k_larger_than_the_index(float8_index) -> None:  # type: ignore[no-untyped-def]
+    _, codec, xb, xq = float8_index
+    small = new_index(xb[:3], "float8", "flat", codec=codec)
+    add_vectors(small, xb[:3], codec)
+    D, I = float8_search(small, codec, xq[:2], 5)
+    assert (I[:, 3:] == -1).all() and np.isneginf(D[:, 3:]).all()
+    assert sorted(I[0, :3]) == [0, 1, 2]

@@ -1,0 +1,265 @@
+"""Damaged and hostile stores: opening one raises StoreError naming the file, never anything else.
+
+Every case works on a fresh copy of one small store (fake embedder). A read path either raises
+StoreError whose message names the store, or answers exactly like the undamaged store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from indexing.build import index_paths
+from indexing.errors import StoreError
+from indexing.store import Store
+from rag.cli_commands import store_info
+from rag.retrieve import Retriever
+
+SETTINGS = settings(derandomize=True, database=None, deadline=None, max_examples=40,
+                    suppress_health_check=[HealthCheck.too_slow])
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = ["zebras graze on the savanna", "volcanoes erupt basalt lava", "saxophone reed"]
+GEN_FILES = ["index.faiss", "pca.npy", "pca_energy.npy", "reduced_scale.npy", "full_scale.npy", "full.e4m3", "chunks.sqlite"]
+PARSED_BY_PYTHON = [f for f in GEN_FILES if f != "index.faiss"]  # FAISS's reader is not hardened
+MANIFEST_PATHS = [  # every field of the manifest, as a path of keys
+    ("format",), ("format_version",), ("writer",), ("generation",), ("embedding",), ("counts",), ("files",),
+    *[("embedding", k) for k in ("model", "dim")], *[("counts", k) for k in ("chunks", "documents")],
+    ("compression",), *[("compression", k) for k in ("pca_dims", "dtype", "ann", "nlist", "nprobe", "bytes_per_vector",
+                                                    "index_key", "pca_energy_kept", "full_dtype", "full_bytes_per_vector")],
+    ("chunker",), *[("chunker", k) for k in ("chunk_tokens", "overlap", "encoding")],
+    *[("files", f) for f in GEN_FILES], *[("files", f, k) for f in GEN_FILES for k in ("bytes", "sha256")],
+]
+HOSTILE = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.sampled_from([0, -1, 2**63, 10**400]),
+    st.floats(), st.text(max_size=12), st.sampled_from(["../x", "../../etc/passwd", "/etc", "g000001/..", "g²", "g-1"]),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+FLIPS = st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), min_size=1, max_size=20)
+
+
+class Pristine(dict):
+    def __repr__(self) -> str:  # keeps Hypothesis's falsifying examples short
+        return "<pristine store>"
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory, pytestconfig) -> Pristine:
+    # tests/conftest.py's FakeEmbedder: ``import conftest`` is ambiguous beside tests/e2e/conftest.py
+    embedder = next(p.FakeEmbedder for p in pytestconfig.pluginmanager.get_plugins() if hasattr(p, "FakeEmbedder"))()
+    root = tmp_path_factory.mktemp("hostile")
+    docs = root / "docs"
+    docs.mkdir()
+    filler = " ".join(f"filler{i % 40}" for i in range(150))
+    (docs / "zebra.txt").write_text(f"Zebras graze on the savanna and their stripes confuse flies.\n\n{filler}")
+    (docs / "volcano.md").write_text(f"# Volcanoes\n\nVolcanoes erupt molten basalt lava through the crust.\n\n{filler}")
+    (docs / "music.txt").write_text(f"The saxophone is a woodwind played with a single reed.\n\n{filler}")
+    store = root / "store"
+    index_paths([docs], store, embedder=embedder, chunk_tokens=64, overlap=8)
+    return Pristine(store=store, docs=docs, embedder=embedder, answers=answers(store, docs, embedder))
+
+
+def answers(store: Path, docs: Path, embedder, verify: bool = True) -> tuple:  # type: ignore[no-untyped-def]
+    """What the read paths give: search hits and documents; info and an incremental run must not fail."""
+    with Store.open(store, verify=verify) as s:
+        r = Retriever(s, embedder)
+        hits = [[(h.row, round(h.score, 5), h.source, h.text) for h in r.search(q, k=3)] for q in QUERIES]
+        documents = s.documents()
+    store_info(str(store))  # `rag info`
+    if verify:
+        assert not index_paths([docs], store, embedder=embedder).changed  # nothing changed on disk
+    return hits, documents
+
+
+@contextmanager
+def copy_of(pristine: dict) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(dir=pristine["store"].parent) as tmp:
+        store = Path(tmp) / "store"
+        shutil.copytree(pristine["store"], store)
+        yield store
+
+
+def manifest(store: Path) -> dict:
+    return json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+
+
+def gen_file(store: Path, name: str) -> Path:
+    return store / manifest(store)["generation"] / name
+
+
+def flip(file: Path, flips: list[tuple[float, int]]) -> None:
+    """XOR ``mask`` into the byte at each relative position ``where``."""
+    data = bytearray(file.read_bytes())
+    for where, mask in flips:
+        data[int(where * len(data))] ^= mask
+    file.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000 + b"]" * 100_000,  # nesting deeper than the JSON parser's recursion limit
+    b'{"format": "compressed-rag-store", "format_version": 1' + b"0" * 5000 + b"}",  # over Python's int digit limit
+], ids=["deep-nesting", "huge-int-literal"])
+def test_pathological_json_manifest(pristine, raw):
+    with copy_of(pristine) as store:
+        (store / "manifest.json").write_bytes(raw)
+        with pytest.raises(StoreError, match=re.escape(str(store / "manifest.json"))):
+            Store.open(store)
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=300))
+@example(raw=b"")
+@example(raw=b"null")
+@example(raw=b"\xff\xfe{}")
+def test_random_bytes_manifest(pristine, raw):
+    test_pathological_json_manifest(pristine, raw)
+
+
+@SETTINGS
+@given(path=st.sampled_from(MANIFEST_PATHS), value=HOSTILE, delete=st.booleans())
+@example(path=("compression", "nprobe"), value=4, delete=False)  # only an IVF store has nprobe
+@example(path=("chunker",), value={"evil": 1}, delete=False)
+@example(path=("chunker", "chunk_tokens"), value="64", delete=False)
+@example(path=("compression", "bytes_per_vector"), value=0, delete=False)
+@example(path=("writer",), value=None, delete=True)
+@example(path=("files", "../x"), value={"bytes": 1, "sha256": "0" * 64}, delete=False)
+@example(path=("generation",), value="g000001/../../..", delete=False)
+@example(path=("counts", "chunks"), value=10**400, delete=False)
+def test_manifest_fields_with_wrong_types_or_missing(pristine, path, value, delete):
+    with copy_of(pristine) as store:
+        m = manifest(store)
+        section = m
+        for key in path[:-1]:
+            section = section[key]
+        if delete:
+            section.pop(path[-1], None)
+        else:
+            section[path[-1]] = value
+        (store / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+        try:
+            got = answers(store, pristine["docs"], pristine["embedder"])
+        except StoreError as exc:
+            assert str(store) in str(exc), f"the message does not name the store or file: {exc}"
+            return
+        assert got == pristine["answers"], "a damaged store gave a different answer instead of an error"
+
+
+@pytest.mark.parametrize("name", ["../x", "../../etc/passwd", "/etc/passwd", "..", ".", "", "sub/pca.npy", "x\\..\\y", "\x00"])
+def test_file_entries_cannot_leave_the_generation(pristine, name):
+    with copy_of(pristine) as store:
+        m = manifest(store)
+        m["files"][name] = {"bytes": 0, "sha256": hashlib.sha256(b"").hexdigest()}
+        (store / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+        with pytest.raises(StoreError, match=re.escape(str(store))):
+            Store.open(store)
+
+
+@pytest.mark.parametrize("name", GEN_FILES)
+@settings(SETTINGS, max_examples=15)
+@given(op=st.sampled_from(["flip", "truncate", "append"]), where=st.floats(0, 1, exclude_max=True), mask=st.integers(1, 255))
+def test_damaged_file_is_named_and_never_parsed(pristine, name, op, where, mask):
+    with copy_of(pristine) as store:
+        file = gen_file(store, name)
+        data = bytearray(file.read_bytes())
+        at = int(where * len(data))
+        if op == "flip":
+            data[at] ^= mask
+        data = data[:at] if op == "truncate" else data + bytes([mask]) * (op == "append")
+        file.write_bytes(bytes(data))
+        with mock.patch("faiss.read_index", side_effect=AssertionError("FAISS parsed a damaged file")) as read:
+            with pytest.raises(StoreError, match=re.escape(str(file))):
+                Store.open(store)
+        assert not read.called
+
+
+def test_verify_is_the_default():
+    assert inspect.signature(Store.open).parameters["verify"].default is True
+    assert inspect.signature(Retriever.open).parameters["verify"].default is True
+
+
+@SETTINGS
+@given(flips=FLIPS)
+@example(flips=[(i / 64, 0x7F) for i in range(64)])  # e4m3fn NaN bit patterns
+def test_verify_false_with_flipped_full_vectors_still_answers(pristine, flips):
+    """verify=False skips checksums: scores may change, but search returns valid hits, no crash."""
+    with copy_of(pristine) as store:
+        flip(gen_file(store, "full.e4m3"), flips)
+        with Store.open(store, verify=False) as s:
+            r = Retriever(s, pristine["embedder"])
+            for q in QUERIES:
+                for exact in (False, True):
+                    hits = r.search(q, k=3, exact=exact)
+                    assert len(hits) <= 3 and all(0 <= h.row < s.n for h in hits)
+
+
+@SETTINGS
+@given(name=st.sampled_from(PARSED_BY_PYTHON), flips=FLIPS)
+def test_verify_false_damage_gives_store_error_or_answers(pristine, name, flips):
+    with copy_of(pristine) as store:
+        flip(gen_file(store, name), flips)
+        try:
+            answers(store, pristine["docs"], pristine["embedder"], verify=False)
+        except StoreError as exc:
+            assert str(store) in str(exc)
+
+
+def _invalid_utf8_in_sha(data: bytes, store: Path) -> bytes:
+    with Store.open(store) as s:
+        sha = next(iter(s.documents().values()))[0].encode()
+    return data.replace(sha, sha[:10] + b"\xb7" + sha[11:])
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("full_scale.npy", lambda d, s: d.replace(b"), }", b"), (", 1)),  # unbalanced header: tokenizer error
+    ("pca.npy", lambda d, s: d.replace(b"'<f4'", b"'|O8'", 1)),  # claims an object array
+    ("chunks.sqlite", lambda d, s: d.replace(b"SQLite format 3", b"SQLite format 4", 1)),
+    ("chunks.sqlite", _invalid_utf8_in_sha),  # a text column that is not UTF-8
+], ids=["npy-unbalanced-header", "npy-object-dtype", "sqlite-bad-magic", "sqlite-invalid-utf8"])
+def test_verify_false_targeted_damage(pristine, name, damage):
+    with copy_of(pristine) as store:
+        file = gen_file(store, name)
+        before = file.read_bytes()
+        file.write_bytes(damage(before, store))
+        assert file.read_bytes() != before
+        with pytest.raises(StoreError, match=re.escape(str(store))):
+            answers(store, pristine["docs"], pristine["embedder"], verify=False)
+
+
+def test_object_npy_is_refused_without_unpickling(pristine, tmp_path):
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (open, (str(marker), "w"))
+
+    with copy_of(pristine) as store:
+        file = gen_file(store, "pca.npy")
+        np.save(file, np.array([Payload()], dtype=object), allow_pickle=True)
+        m = manifest(store)  # re-sign it, as a hostile author can: the file must still not be unpickled
+        m["files"]["pca.npy"] = {"bytes": file.stat().st_size, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+        (store / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+        with pytest.raises(StoreError, match=r"pca\.npy"):
+            Store.open(store)
+    assert not marker.exists()
+
+
+def test_library_has_no_pickle_or_eval():
+    banned = re.compile(r"import pickle|pickle\.loads?\(|allow_pickle\s*=\s*True|\beval\(|\bexec\(|torch\.load\(|yaml\.load\(")
+    for folder in ("indexing", "rag", "ui"):
+        for file in sorted((ROOT / folder).glob("*.py")):
+            text = file.read_text(encoding="utf-8")
+            assert not banned.search(text), f"{file.name}: {banned.search(text).group(0)}"
+            for call in re.findall(r"np\.load\([^)]*\)", text):
+                assert "allow_pickle=False" in call, f"{file.name}: {call}"
