@@ -19,7 +19,7 @@ def add_commands(sub: Any) -> None:
     group.add_argument("--pca-dims", type=int, default=None, help="reduced dimensions (default: dim/4)")
     group.add_argument("--pca-variance", type=float, default=None, help="keep this share of energy, e.g. 0.95")
     p.add_argument("--dtype", choices=["float8", "float16", "float32", "sq8"], default=None, help="first-stage codes (default float8)")
-    p.add_argument("--ann", choices=["flat", "ivf", "auto"], default="flat")
+    p.add_argument("--ann", choices=["flat", "ivf", "auto"], default="auto", help="auto: flat scan below 200k chunks, IVF above")
     p.add_argument("--chunk-tokens", type=int, default=256)
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--refit", action="store_true", help="rebuild from scratch (new PCA basis)")
@@ -43,6 +43,8 @@ def add_commands(sub: Any) -> None:
     from rag.cli_chat import add_chat_commands
 
     add_chat_commands(sub)
+    from rag.cli_eval import add_eval_commands
+    add_eval_commands(sub)
 
 
 

@@ -1,0 +1,110 @@
+"""``rag eval``: quality, size and speed of the compressed store against float32 on a BEIR folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rag.retrieve import DEFAULT_OVERSAMPLE
+
+
+def add_eval_commands(sub: Any) -> None:
+    p = sub.add_parser("eval", help="measure retrieval quality/size/speed of each compression on a BEIR dataset")
+    p.add_argument("--dataset", required=True, help="BEIR-layout folder: corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    p.add_argument("--model", default=None, help="embedding model (default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument("--pca-dims", type=int, default=None, help="reduced dims of the default store (default: dim/4)")
+    p.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE, help="rerank candidates = k * oversample")
+    p.add_argument("-k", type=int, default=10, help="cut-off of nDCG, recall and MRR (recall@100 is always reported)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write every measurement to this JSON file")
+    p.add_argument("--plot", default=None, metavar="PNG", help="plot the sweep: nDCG against bytes per vector (implies --sweep)")
+    p.add_argument("--max-docs", type=int, default=None, help="keep the judged docs, fill up to this many")
+    p.add_argument("--max-queries", type=int, default=None, help="a seeded sample of the queries with qrels")
+    p.add_argument("--sweep", action="store_true", help="also sweep PCA dims x dtype x rerank")
+    p.add_argument("--budget", type=int, default=None, metavar="BYTES", help="recommend the best sweep config within this first-stage size")
+    p.add_argument("--build-store", default=None, metavar="DIR", help="store folder to put in the recommended `rag index` command")
+    p.add_argument("--answers", type=int, default=0, metavar="N", help="answer N sampled questions (needs answers.jsonl)")
+    p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/compressed-rag/embeddings)")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rag.evaluate import evaluate
+
+    t0 = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - t0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+    report = evaluate(
+        args.dataset, model=args.model, pca_dims=args.pca_dims, oversample=args.oversample, k=args.k,
+        max_docs=args.max_docs, max_queries=args.max_queries, sweep=args.sweep or bool(args.plot), budget=args.budget,
+        build_store=args.build_store, answers=args.answers, cache_dir=args.cache_dir, plot=args.plot, log=log,
+    )
+    report["parameters"] = {key: value for key, value in vars(args).items() if key not in ("func", "command")}
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(format_report(report))
+    return 0
+
+
+def format_table(rows: list[dict[str, Any]], k: int, pareto: bool = False) -> str:
+    ndcg, rk, mrr = f"ndcg@{k}", f"recall@{k}", f"mrr@{k}"
+    width = max(len(r["name"]) for r in rows)
+    head = (f"{'config':<{width}}  {'bytes/vec':>9}  {'nDCG@' + str(k):>8}  {'% f32':>6}  {'R@' + str(k):>6}  {'R@100':>6}"
+            f"  {'MRR@' + str(k):>7}  {'=f32@' + str(k):>7}  {'store MB':>8}  {'p50 ms':>7}  {'p95 ms':>7}"
+            + ("  pareto" if pareto else ""))
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['name']:<{width}}  {r['bytes_per_vector']:>9}  {r[ndcg]:>8.4f}  {r['pct_of_float32']:>6.1f}  {r[rk]:>6.3f}"
+            f"  {r['recall@100']:>6.3f}  {r[mrr]:>7.4f}  {r[f'overlap@{k}_float32']:>7.3f}  {r['store_bytes'] / 1e6:>8.2f}  {r['latency_ms_p50']:>7.3f}"
+            f"  {r['latency_ms_p95']:>7.3f}" + (("       *" if r.get("pareto") else "") if pareto else "")
+        )
+    return "\n".join(lines)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    k = report["k"]
+    ndcg = f"ndcg@{k}"
+    cache = report["embedding_cache"]
+    hit = "cached" if cache["docs_cache_hit"] and cache["queries_cache_hit"] else "embedded now"
+    out = [
+        f"{report['dataset']}: {report['n_docs']} docs, {report['n_queries']} queries, {report['model']} "
+        f"(dim {report['dim']}, embeddings {hit}); latency = search only, 1 query at a time, "
+        f"{report['latency_queries']} queries; load average {report['machine']['load_average_1m']} on "
+        f"{report['machine']['cpus']} cpus. =f32@{k}: share of float32's top {k} also returned",
+        "",
+        format_table(report["configs"], k),
+        "",
+    ]
+    v = report["default"]
+    verdict = (f"reaches the {v['target_pct']:.0f}% target" if v["reaches_target"] else
+               f"MISSES the {v['target_pct']:.0f}% target by {v['shortfall_points']:.2f} points "
+               f"(nDCG@{k} {v['shortfall_ndcg']:.4f} short)")
+    out.append(f"{v['name']}: nDCG@{k} {v[ndcg]:.4f} = {v['pct_of_float32']:.2f}% of float32 "
+               f"{v['float32']:.4f} -> {verdict}")
+    if "sweep" in report:
+        out += ["", "sweep (PCA dims x first-stage dtype x rerank; * = Pareto front of nDCG vs bytes):", "",
+                format_table(report["sweep"], k, pareto=True)]
+        if "plot" in report:
+            out.append(f"plot: {report['plot']}")
+    if "recommended" in report:
+        r = report["recommended"]
+        out += ["", f"best within {r['budget']} bytes/vector: {r['name']} ({r['bytes_per_vector']} B/vec, "
+                f"nDCG@{k} {r[ndcg]:.4f} = {r['pct_of_float32']:.2f}% of float32)", f"  build it: {r['command']}"]
+        if r.get("note"):
+            out.append(f"  note: {r['note']}")
+    if "answers" in report:
+        a = report["answers"]
+        hit_k = a[f"retrieval_hit@{a['k']}"]
+        out += ["", f"answers ({a['n']} seeded questions, top-{a['k']} hits of the default store, {a['answerer']}):",
+                f"  exact match {a['exact_match']:.3f}  token F1 {a['f1']:.3f}  answer contains a reference "
+                f"{a['answer_contains_reference']:.3f}  citation hit rate {a['citation_hit_rate']:.3f}  "
+                f"retrieval hit@{a['k']} {hit_k:.3f}"]
+    out += ["", f"total {report['seconds']:.1f}s"]
+    return "\n".join(out)

@@ -1,0 +1,373 @@
+"""Measure retrieval quality, size and speed of the compressed store on a BEIR-layout dataset.
+
+A dataset is a folder with ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
+(``_id``, ``text``), ``qrels/test.tsv`` (``query-id``, ``corpus-id``, ``score``) and, for
+answer quality, ``answers.jsonl`` (``_id``, ``answers``). Documents are embedded once as
+BEIR does (``title + " " + text``) and cached; every configuration of ``rag.eval_configs`` is
+then built from the same vectors and scored with pytrec_eval. Nothing here prints: ``evaluate``
+returns a dict and the ``rag eval`` command formats it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing.embed import DEFAULT_MODEL, Embedder
+from indexing.errors import ConfigError
+from rag.eval_answers import answer_quality
+from rag.eval_configs import (
+    MemorySearcher, SearchConfig, StorePool, StoreSearcher, index_command, latency_ms, main_configs,
+    pareto_front, plot_sweep, recommend, sweep_configs,
+)
+from rag.retrieve import DEFAULT_OVERSAMPLE
+
+Log = Callable[[str], None]
+DEFAULT_CACHE = Path("~/.cache/compressed-rag/embeddings")
+CACHE_VERSION = 1
+TARGET = 0.99  # share of float32 nDCG the default store should keep
+RECALL_DEPTH = 100
+LATENCY_QUERIES = 200
+
+
+@dataclass
+class BeirData:
+    """The kept part of a BEIR dataset; ``qrels[qid][doc_id] = grade`` covers kept docs only."""
+
+    path: Path
+    doc_ids: list[str]
+    titles: list[str]
+    texts: list[str]
+    query_ids: list[str]
+    queries: list[str]
+    qrels: dict[str, dict[str, int]]
+    answers: dict[str, list[str]] = field(default_factory=dict)  # only when answers.jsonl exists
+
+    def doc_inputs(self) -> list[str]:
+        """What gets embedded: BEIR's ``(title + " " + text).strip()``."""
+        return [f"{t} {x}".strip() for t, x in zip(self.titles, self.texts)]
+
+
+def _read_jsonl(file: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(file, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{file}:{line_no} is not valid JSON ({exc}); fix or re-download the dataset") from exc
+    return rows
+
+
+def _read_qrels(file: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with open(file, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 3 or (line_no == 1 and not parts[2].lstrip("-").isdigit()):
+                continue  # header or blank line
+            try:
+                qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+            except ValueError as exc:
+                raise ConfigError(f"{file}:{line_no}: score {parts[2]!r} is not an integer relevance grade") from exc
+    return qrels
+
+
+def load_beir(dataset: str | Path, max_docs: int | None = None, max_queries: int | None = None, seed: int = 0) -> BeirData:
+    """Queries with a relevant document in ``qrels/test.tsv`` (a seeded sample of ``max_queries``),
+    and the corpus: every document relevant to a kept query, filled up to ``max_docs`` by a seeded sample."""
+    path = Path(dataset).expanduser()
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        if not (path / name).is_file():
+            raise ConfigError(
+                f"{path} has no {name}: pass a BEIR-layout folder holding corpus.jsonl, queries.jsonl and qrels/test.tsv"
+            )
+    for flag, value in (("--max-docs", max_docs), ("--max-queries", max_queries)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value} must be >= 1 (or left out for all)")
+    corpus = _read_jsonl(path / "corpus.jsonl")
+    in_corpus = {str(d["_id"]) for d in corpus}
+    qrels_all = _read_qrels(path / "qrels/test.tsv")
+    qrels = {q: {d: g for d, g in rel.items() if d in in_corpus} for q, rel in qrels_all.items()}
+    queries = [q for q in _read_jsonl(path / "queries.jsonl") if any(g > 0 for g in qrels.get(str(q["_id"]), {}).values())]
+    if not queries:
+        raise ConfigError(f"no query of {path / 'queries.jsonl'} has a relevant document in qrels/test.tsv and corpus.jsonl")
+    rng = np.random.default_rng(seed)
+    if max_queries is not None and max_queries < len(queries):
+        queries = [queries[i] for i in sorted(rng.choice(len(queries), max_queries, replace=False))]
+    query_ids = [str(q["_id"]) for q in queries]
+    needed = {d for q in query_ids for d in qrels[q]}
+    if max_docs is not None and max_docs < len(corpus):
+        if len(needed) > max_docs:
+            raise ConfigError(
+                f"--max-docs {max_docs} is below the {len(needed)} documents judged for the {len(query_ids)} kept queries; "
+                "raise --max-docs or lower --max-queries"
+            )
+        others = [i for i, d in enumerate(corpus) if str(d["_id"]) not in needed]
+        fill = set(rng.choice(len(others), max_docs - len(needed), replace=False).tolist()) if others else set()
+        keep = needed | {str(corpus[others[i]]["_id"]) for i in fill}
+        corpus = [d for d in corpus if str(d["_id"]) in keep]
+    answers = {}
+    if (path / "answers.jsonl").is_file():
+        answers = {str(a["_id"]): [str(x) for x in a.get("answers", [])] for a in _read_jsonl(path / "answers.jsonl")}
+    return BeirData(
+        path=path, doc_ids=[str(d["_id"]) for d in corpus], titles=[str(d.get("title") or "") for d in corpus],
+        texts=[str(d.get("text") or "") for d in corpus], query_ids=query_ids, queries=[str(q["text"]) for q in queries],
+        qrels={q: qrels[q] for q in query_ids}, answers=answers,
+    )
+
+
+# -- embeddings, cached --------------------------------------------------------------------------
+def _cache_file(cache_dir: Path, data: BeirData, model: str, part: str, ids: Sequence[str], max_docs: int | None) -> Path:
+    source = data.path / ("corpus.jsonl" if part == "docs" else "queries.jsonl")
+    st = source.stat()
+    key = json.dumps({
+        "v": CACHE_VERSION, "dataset": str(data.path.resolve()), "file": source.name, "bytes": st.st_size,
+        "mtime_ns": st.st_mtime_ns, "model": model, "max_docs": max_docs,
+        "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+    }, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return cache_dir / f"{data.path.name}-{part}-{digest}.npy"
+
+
+def embed_cached(
+    data: BeirData, model: str, get_embedder: Callable[[], Embedder], cache_dir: str | Path | None = None,
+    max_docs: int | None = None, log: Log | None = None, batch: int = 512,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """xb (n, d) document and xq (nq, d) query embeddings, from ``cache_dir`` when present."""
+    cache = Path(cache_dir or DEFAULT_CACHE).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    out: list[np.ndarray] = []
+    info: dict[str, Any] = {"cache_dir": str(cache)}
+    for part, ids, texts, method in (("docs", data.doc_ids, data.doc_inputs(), "embed_documents"),
+                                     ("queries", data.query_ids, data.queries, "embed_queries")):
+        file = _cache_file(cache, data, model, part, ids, max_docs)
+        x = _load_cached(file, len(ids))
+        info[f"{part}_cache_hit"] = x is not None
+        if x is None:
+            t0 = time.perf_counter()
+            embed = getattr(get_embedder(), method)
+            rows = []
+            for i in range(0, len(texts), batch):
+                rows.append(np.asarray(embed(texts[i : i + batch]), np.float32))
+                if log:
+                    log(f"embedded {min(i + batch, len(texts))}/{len(texts)} {part}")
+            x = np.concatenate(rows)
+            tmp = file.with_suffix(f".tmp-{os.getpid()}.npy")
+            np.save(tmp, x, allow_pickle=False)
+            os.replace(tmp, file)
+            info[f"{part}_embed_seconds"] = round(time.perf_counter() - t0, 2)
+        info[f"{part}_cache_file"] = str(file)
+        out.append(x)
+    if out[0].shape[1] != out[1].shape[1]:
+        raise ConfigError(f"cached documents have dim {out[0].shape[1]} but queries {out[1].shape[1]}; clear {cache}")
+    return out[0], out[1], info
+
+
+def _load_cached(file: Path, n: int) -> np.ndarray | None:
+    try:
+        x = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    ok = x.ndim == 2 and len(x) == n and x.dtype == np.float32 and bool(np.all(np.isfinite(x)))
+    return x if ok else None
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+def run_from_ids(I: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    """A TREC run from ranked rows I (nq, k); scores fall with rank so ties keep the search order."""
+    run: dict[str, dict[str, float]] = {}
+    for qid, row in zip(query_ids, I):
+        ranked = [doc_ids[int(i)] for i in row if i >= 0]
+        run[qid] = {d: float(len(ranked) - r) for r, d in enumerate(ranked)}
+    return run
+
+
+def retrieval_metrics(
+    qrels: dict[str, dict[str, int]], run_k: dict[str, dict[str, float]], run_deep: dict[str, dict[str, float]],
+    k: int = 10, depth: int = RECALL_DEPTH,
+) -> dict[str, float]:
+    """nDCG@k, recall@k, MRR@k from the top-k run and recall@depth from the deep run, by pytrec_eval,
+    averaged over every query in ``qrels`` (a query with no results counts as 0)."""
+    import pytrec_eval
+
+    at_k = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{k}", f"recall.{k}", "recip_rank"}).evaluate(run_k)
+    deep = pytrec_eval.RelevanceEvaluator(qrels, {f"recall.{depth}"}).evaluate(run_deep)
+
+    def mean(res: dict[str, dict[str, float]], measure: str) -> float:
+        return float(np.mean([res.get(q, {}).get(measure, 0.0) for q in qrels])) if qrels else 0.0
+
+    return {
+        f"ndcg@{k}": mean(at_k, f"ndcg_cut_{k}"), f"recall@{k}": mean(at_k, f"recall_{k}"),
+        f"recall@{depth}": mean(deep, f"recall_{depth}"), f"mrr@{k}": mean(at_k, "recip_rank"),
+    }
+
+
+def overlap_at_k(I: np.ndarray, I_ref: np.ndarray) -> float:
+    """Mean share of each reference top-k (nq, k) that I (nq, k) also returns, order ignored."""
+    shares = [len(set(a[a >= 0].tolist()) & set(b[b >= 0].tolist())) / max(1, int((b >= 0).sum())) for a, b in zip(I, I_ref)]
+    return float(np.mean(shares)) if shares else 0.0
+
+
+def measure_config(
+    searcher: MemorySearcher | StoreSearcher, xq: np.ndarray, data: BeirData, k: int, n_docs: int,
+    I_ref: np.ndarray | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One row of the table (quality by pytrec_eval, sizes, single-query latency) and the top-k
+    rows I (nq, k). ``I_ref``: the float32 top-k, for the overlap column (None: this is float32)."""
+    c = searcher.config
+    t0 = time.perf_counter()
+    _, I = searcher.search(xq, k)  # (nq, k)
+    _, I_deep = searcher.search(xq, RECALL_DEPTH)  # (nq, depth)
+    seconds = time.perf_counter() - t0
+    metrics = retrieval_metrics(data.qrels, run_from_ids(I, data.query_ids, data.doc_ids),
+                                run_from_ids(I_deep, data.query_ids, data.doc_ids), k)
+    p50, p95 = latency_ms(searcher.search, xq, k, LATENCY_QUERIES)
+    row = {
+        "name": c.name, **metrics, f"overlap@{k}_float32": overlap_at_k(I, I if I_ref is None else I_ref),
+        "bytes_per_vector": searcher.bytes_per_vector,
+        "store_bytes": n_docs * (searcher.bytes_per_vector + searcher.rerank_bytes_per_vector),
+        "latency_ms_p50": round(p50, 4), "latency_ms_p95": round(p95, 4), "pct_of_float32": None,
+        "index_key": c.index_key, "pca_dims": c.pca_dims or xq.shape[1], "dtype": c.dtype, "rerank": c.rerank,
+        "oversample": c.oversample if c.rerank else None, "ann": searcher.ann, "default_store": c.default,
+        "measured_via": "store" if c.via_store else "memory (no PCA: not a store rag index builds)",
+        "batch_search_seconds": round(seconds, 3),
+    }
+    return row, I
+
+
+# -- the whole evaluation ------------------------------------------------------------------------------
+def evaluate(
+    dataset: str | Path,
+    model: str | None = None,
+    pca_dims: int | None = None,
+    oversample: int = DEFAULT_OVERSAMPLE,
+    k: int = 10,
+    max_docs: int | None = None,
+    max_queries: int | None = None,
+    sweep: bool = False,
+    budget: int | None = None,
+    build_store: str | None = None,
+    answers: int = 0,
+    cache_dir: str | Path | None = None,
+    plot: str | Path | None = None,
+    embedder: Embedder | None = None,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Evaluate every configuration on ``dataset``; the returned dict is what ``--json`` writes."""
+    import indexing.embed
+
+    if k < 1:
+        raise ConfigError(f"-k {k} must be >= 1")
+    if budget is not None and budget < 1:
+        raise ConfigError(f"--budget {budget} must be a positive number of bytes per vector")
+    log = log or (lambda message: None)
+    model_id = embedder.model_id if embedder is not None else (model or DEFAULT_MODEL)
+    loaded: list[Embedder] = [embedder] if embedder is not None else []
+
+    def get_embedder() -> Embedder:
+        if not loaded:
+            log(f"loading embedding model {model_id}")
+            loaded.append(indexing.embed.load_embedder(model_id))
+        return loaded[0]
+
+    t_start = time.perf_counter()
+    data = load_beir(dataset, max_docs, max_queries)
+    if answers and not data.answers:
+        raise ConfigError(f"--answers needs {data.path / 'answers.jsonl'} (SQuAD-style answers); drop --answers for this dataset")
+    log(f"{data.path.name}: {len(data.doc_ids)} documents, {len(data.query_ids)} queries with qrels")
+    xb, xq, cache_info = embed_cached(data, model_id, get_embedder, cache_dir, max_docs, log)
+    n, d = xb.shape
+    report: dict[str, Any] = {
+        "dataset": str(data.path), "model": model_id, "n_docs": n, "n_queries": len(xq), "dim": d, "k": k,
+        "recall_depth": RECALL_DEPTH, "latency_queries": min(LATENCY_QUERIES, len(xq)), "embedding_cache": cache_info,
+        "machine": _machine(),
+    }
+    ndcg = f"ndcg@{k}"
+    configs = main_configs(d, pca_dims, oversample)
+    default = next(c for c in configs if c.default)
+    keep = [(default.pca_dims, default.dtype)]  # the default store stays open for the answers
+    with StorePool(xb, model_id, data.doc_ids, data.titles, data.texts) as pool:
+        rows, I_ref = [], None
+        for config in configs:  # float32 flat first: its top-k is the overlap reference
+            log(f"building and measuring {config.name}")
+            row, I = measure_config(_searcher(config, xb, pool, default), xq, data, k, n, I_ref)
+            rows.append(row)
+            I_ref = I if I_ref is None else I_ref
+        pool.release(keep)
+        baseline = rows[0][ndcg]
+        for r in rows:
+            r["pct_of_float32"] = _pct(r[ndcg], baseline)
+        report["configs"] = rows
+        report["default"] = _verdict(rows[configs.index(default)], baseline, ndcg)
+        if sweep or budget is not None or plot:
+            sweep_rows = []
+            grid = sweep_configs(d, oversample)
+            for i, config in enumerate(grid, start=1):
+                log(f"sweep {i}/{len(grid)}: {config.name}")
+                row, _ = measure_config(_searcher(config, xb, pool, default), xq, data, k, n, I_ref)
+                sweep_rows.append(row | {"pct_of_float32": _pct(row[ndcg], baseline)})
+                if config.rerank:  # both variants of this store are measured
+                    pool.release(keep)
+            front = pareto_front([(r["bytes_per_vector"], r[ndcg]) for r in sweep_rows])
+            for i, r in enumerate(sweep_rows):
+                r["pareto"] = i in front
+            report["sweep"] = sweep_rows
+            if plot:
+                plot_sweep(sweep_rows, baseline, plot, title=f"{data.path.name}: {n} docs, {len(xq)} queries, {model_id}", metric=ndcg)
+                report["plot"] = str(plot)
+            if budget is not None:
+                best = dict(recommend(sweep_rows, budget, ndcg))
+                best["budget"] = budget
+                best["command"] = index_command(best, build_store, model)
+                best["reaches_target"] = best[ndcg] >= TARGET * baseline
+                if not best["rerank"]:
+                    best["note"] = "measured without rerank; `rag search` reranks with the float8 full vectors"
+                report["recommended"] = best
+        if answers:
+            log(f"answering {answers} questions with the extractive answerer")
+            default_searcher = StoreSearcher(pool.retriever(default.pca_dims, default.dtype), default)
+            report["answers"] = answer_quality(data, xq, default_searcher, get_embedder(), answers)
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    return report
+
+
+def _searcher(config: SearchConfig, xb: np.ndarray, pool: StorePool, default: SearchConfig) -> MemorySearcher | StoreSearcher:
+    if config.via_store:
+        return StoreSearcher(pool.retriever(config.pca_dims, config.dtype), config)
+    if config.dtype != "float8":
+        return MemorySearcher(xb, config)
+    store = pool.retriever(default.pca_dims, default.dtype).store
+    return MemorySearcher(xb, config, store.full_codec)  # the codes are the store's float8 full vectors
+
+
+def _machine() -> dict[str, Any]:
+    """What latencies depend on: cores, FAISS threads, load when measuring started."""
+    import faiss
+
+    return {"cpus": os.cpu_count(), "faiss_omp_threads": faiss.omp_get_max_threads(),
+            "load_average_1m": round(os.getloadavg()[0], 2), "faiss": faiss.__version__}
+
+
+def _pct(value: float, baseline: float) -> float:
+    return round(100.0 * value / baseline, 2) if baseline > 0 else 0.0
+
+
+def _verdict(row: dict[str, Any], baseline: float, ndcg: str) -> dict[str, Any]:
+    """Whether the default store keeps ``TARGET`` of float32 nDCG, and by how much it misses."""
+    need = TARGET * baseline
+    return {
+        "name": row["name"], ndcg: row[ndcg], "float32": baseline, "pct_of_float32": row["pct_of_float32"],
+        "target_pct": 100 * TARGET, "reaches_target": row[ndcg] >= need,
+        "shortfall_ndcg": round(max(0.0, need - row[ndcg]), 6),
+        "shortfall_points": round(max(0.0, 100 * TARGET - (row["pct_of_float32"] or 0.0)), 2),
+    }
