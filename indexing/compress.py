@@ -74,7 +74,11 @@ def fit_pca(
         raise ConfigError(f"pca_variance={variance} must be in (0, 1]")
     if n > max_samples:
         x = x[np.random.default_rng(seed).choice(n, max_samples, replace=False)]
-    moment = (x.T.astype(np.float64) @ x.astype(np.float64)) / len(x)  # (d, d)
+    moment = np.zeros((d, d), np.float64)  # accumulated in blocks: no float64 copy of the sample
+    for i0 in range(0, len(x), 8192):
+        block = x[i0 : i0 + 8192].astype(np.float64)  # (b, d)
+        moment += block.T @ block
+    moment /= len(x)
     eigval, eigvec = np.linalg.eigh(moment)  # ascending
     order = np.argsort(eigval)[::-1]
     eigval = np.clip(eigval[order], 0.0, None)

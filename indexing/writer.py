@@ -141,8 +141,8 @@ class GenerationWriter:
         xr = self.pca.transform(x)  # (m, p)
         self.reduced_codec = Float8Codec.for_unit_vectors(self.pca.dims)
         self.full_codec = Float8Codec.for_unit_vectors(self.dim)
-        ann = "flat" if c.ann == "auto" else c.ann  # auto: flat while streaming, IVF at commit if large
-        self.index = new_index(xr, c.dtype, ann, codec=self.reduced_codec, nlist=c.nlist)
+        # Stream into a flat index; IVF is built at commit, when the corpus size (hence nlist) is known.
+        self.index = new_index(xr, c.dtype, "flat", codec=self.reduced_codec)
         self._pending, self._pending_n = [], 0
         self._write_vectors(x)
 
@@ -159,7 +159,7 @@ class GenerationWriter:
             if self._pending_n == 0:
                 raise ConfigError("nothing to index: no document produced any text")
             self._fit_and_flush()
-        if self.compression.ann == "auto" and choose_ann("auto", self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):
+        if choose_ann(self.compression.ann, self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):
             self.index = to_ivf(self.index, self.compression.dtype, self.reduced_codec, self.compression.nlist)
         self._db.commit()
         n_docs = self._db.execute("SELECT count(*) FROM documents").fetchone()[0]

@@ -114,7 +114,7 @@ def test_ivf_nlist_is_capped_by_training_points(reduced):
     xr, _, codec = reduced
     index = new_index(xr, "float8", "ivf", codec=codec, nlist=10_000)
     assert index.nlist == len(xr) // 39
-    assert index.nprobe == max(1, index.nlist // 16)
+    assert index.nprobe == max(1, index.nlist // 4)
 
 
 def test_choose_ann_and_default_nlist():

@@ -204,3 +204,15 @@ def test_vectors_added_later_keep_float8_precision(tmp_path, structured_vectors)
     _, Iref = top_k(xq @ xb.T, K)
     _, I = Retriever(store).search_vectors(xq, K, exact=True)
     assert recall_at(I, Iref) >= 0.95
+
+
+def test_ivf_is_sized_from_the_whole_corpus(tmp_path, structured_vectors):
+    """ann="ivf" streams flat and builds the IVF at commit, so nlist follows the corpus size."""
+    from indexing.first_stage import default_nlist
+
+    xb, xq = structured_vectors
+    store = build_store(tmp_path / "ivf", xb, ann="ivf", fit_sample=500)
+    comp = store.manifest["compression"]
+    assert comp["ann"] == "ivf" and comp["nlist"] == min(default_nlist(len(xb)), len(xb) // 39)
+    D, I = Retriever(store).search_vectors(xq, 10, oversample=16)
+    assert (I >= 0).all()
