@@ -45,6 +45,7 @@ def index_paths(
     pca_dims: int | None = None,
     pca_variance: float | None = None,
     dtype: str | None = None,
+    full_dtype: str | None = None,
     ann: str = "auto",
     chunk_tokens: int = 256,
     overlap: int = 32,
@@ -62,10 +63,10 @@ def index_paths(
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     store = Path(store)
     chunker = ChunkSettings(chunk_tokens, overlap)
-    compression = CompressionSettings(pca_dims, pca_variance, dtype or "float8", ann)
+    compression = CompressionSettings(pca_dims, pca_variance, dtype or "float8", full_dtype or "float8", ann)
     base = _open_base(store, model, embedder, refit)
     if base is not None:
-        _check_same_settings(base, pca_dims, dtype)
+        _check_same_settings(base, pca_dims, dtype, full_dtype)
         try:
             chunker = ChunkSettings(**base.manifest["chunker"])
         except (TypeError, ConfigError) as exc:
@@ -119,10 +120,10 @@ def _open_base(store: Path, model: str | None, embedder: Embedder | None, refit:
     return Store.open(store, model=want, dim=embedder.dim if embedder else None)
 
 
-def _check_same_settings(base: Store, pca_dims: int | None, dtype: str | None) -> None:
+def _check_same_settings(base: Store, pca_dims: int | None, dtype: str | None, full_dtype: str | None) -> None:
     """An incremental run keeps the store's compression; asking for another one needs --refit."""
-    comp = base.manifest["compression"]
-    for name, want in (("pca_dims", pca_dims), ("dtype", dtype)):
+    comp = dict(base.manifest["compression"], full_dtype=base.full_dtype.replace("_e4m3fn", ""))
+    for name, want in (("pca_dims", pca_dims), ("dtype", dtype), ("full_dtype", full_dtype)):
         if want is not None and want != comp[name]:
             raise ConfigError(f"store {base.path} uses {name}={comp[name]}; you asked for {want}. Pass --refit to rebuild it")
 

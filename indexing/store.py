@@ -32,6 +32,7 @@ PCA_ENERGY_FILE = "pca_energy.npy"
 REDUCED_SCALE_FILE = "reduced_scale.npy"
 FULL_SCALE_FILE = "full_scale.npy"
 FULL_FILE = "full.e4m3"
+FULL_FILES = {"float8_e4m3fn": FULL_FILE, "float16": "full.f16"}  # manifest full_dtype -> file
 DB_FILE = "chunks.sqlite"
 
 
@@ -55,7 +56,8 @@ class Store:
         self.pca = Pca(self._npy(PCA_FILE, (self.dim, comp["pca_dims"])), self._npy(PCA_ENERGY_FILE, (comp["pca_dims"],)))
         self.reduced_codec = Float8Codec(self._npy(REDUCED_SCALE_FILE, (comp["pca_dims"],)))
         self.full_codec = Float8Codec(self._npy(FULL_SCALE_FILE, (self.dim,)))
-        self.full = self._full_vectors()  # (n, d) uint8 float8 codes, memory-mapped
+        self.full_dtype = manifest["compression"]["full_dtype"]
+        self.full = self._full_vectors()  # (n, d) float8 codes (uint8) or float16, memory-mapped
         self.index = self._read_index()
         self._db = self._connect()
 
@@ -98,12 +100,15 @@ class Store:
         return arr
 
     def _full_vectors(self) -> np.ndarray:
-        file = self._file(FULL_FILE)
-        if file.stat().st_size != self.n * self.dim:
-            raise StoreError(f"{file} has {file.stat().st_size} bytes, expected {self.n} x {self.dim}")
+        if self.full_dtype not in FULL_FILES:
+            raise StoreError(f"{self.path / 'manifest.json'}: full_dtype {self.full_dtype!r} is not one of {sorted(FULL_FILES)}")
+        file = self._file(FULL_FILES[self.full_dtype])
+        dtype = np.dtype(np.uint8 if self.full_dtype == "float8_e4m3fn" else np.float16)
+        if file.stat().st_size != self.n * self.dim * dtype.itemsize:
+            raise StoreError(f"{file} has {file.stat().st_size} bytes, expected {self.n} x {self.dim} {dtype}")
         if self.n == 0:
-            return np.zeros((0, self.dim), np.uint8)
-        return np.memmap(file, dtype=np.uint8, mode="r", shape=(self.n, self.dim))
+            return np.zeros((0, self.dim), dtype)
+        return np.memmap(file, dtype=dtype, mode="r", shape=(self.n, self.dim))
 
     def _read_index(self):  # type: ignore[no-untyped-def]
         import faiss
@@ -162,8 +167,11 @@ class Store:
         return np.asarray(rows, np.int64)
 
     def decode_full(self, rows: np.ndarray) -> np.ndarray:
-        """rows: (m,) -> (m, d) float32 full vectors from the float8 file."""
-        return self.full_codec.decode(self.full[np.asarray(rows, np.int64)])
+        """rows: (m,) -> (m, d) float32 full vectors from the float8 (or float16) file."""
+        stored = self.full[np.asarray(rows, np.int64)]
+        if self.full_dtype == "float16":
+            return stored.astype(np.float32)
+        return self.full_codec.decode(stored)
 
     @property
     def bytes_per_vector(self) -> int:

@@ -25,7 +25,7 @@ from indexing.first_stage import add_vectors, choose_ann, code_bytes, new_index,
 from indexing.files import fsync_path, sha256_file, write_json_atomic
 from indexing.manifest import FORMAT, FORMAT_VERSION, MANIFEST, writer_versions
 from indexing.store import (
-    DB_FILE, FULL_FILE, FULL_SCALE_FILE, INDEX_FILE, PCA_ENERGY_FILE, PCA_FILE, REDUCED_SCALE_FILE, Store,
+    DB_FILE, FULL_FILES, FULL_SCALE_FILE, INDEX_FILE, PCA_ENERGY_FILE, PCA_FILE, REDUCED_SCALE_FILE, Store,
 )
 
 SCHEMA = """
@@ -43,6 +43,7 @@ class CompressionSettings:
     pca_dims: int | None = None  # None (and no variance): a quarter of the embedding dimension
     pca_variance: float | None = None
     dtype: str = "float8"
+    full_dtype: str = "float8"  # rerank vectors: float8 (d bytes) or float16 (2d bytes, more recall at 1M)
     ann: str = "auto"  # flat below first_stage.IVF_MIN_VECTORS vectors, IVF above
     nlist: int | None = None
     fit_sample: int = 50_000  # vectors buffered to fit PCA and scales before streaming the rest
@@ -84,7 +85,12 @@ class GenerationWriter:
         self.tmp.mkdir()
         self._db = sqlite3.connect(self.tmp / DB_FILE)
         self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
-        self._full = open(self.tmp / FULL_FILE, "wb")  # noqa: SIM115
+        if compression.full_dtype not in ("float8", "float16"):
+            raise ConfigError(f"full_dtype={compression.full_dtype!r} is not one of float8, float16")
+        # an incremental run keeps the base's dtypes: kept rows are copied byte for byte
+        self.dtype = base.manifest["compression"]["dtype"] if base else compression.dtype
+        self.full_dtype = base.full_dtype if base else ("float8_e4m3fn" if compression.full_dtype == "float8" else "float16")
+        self._full = open(self.tmp / FULL_FILES[self.full_dtype], "wb")  # noqa: SIM115
         self.n = 0
         self._pending: list[np.ndarray] = []  # (m, d) float32 batches waiting for the fit
         self._pending_n = 0
@@ -110,7 +116,7 @@ class GenerationWriter:
             self._insert_chunks(self.base.chunks(part.tolist()))
             self._full.write(np.ascontiguousarray(self.base.full[part]).tobytes())
             base_reduced = reduced_vectors_rows(self.base.index, part)
-            add_vectors(self.index, base_reduced, self.reduced_codec if self.compression.dtype == "float8" else None)
+            add_vectors(self.index, base_reduced, self.reduced_codec if self.dtype == "float8" else None)
 
     def add(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
         """Add a new document: its chunks and their unit-length embeddings (m, d)."""
@@ -142,13 +148,16 @@ class GenerationWriter:
         self.reduced_codec = Float8Codec.for_unit_vectors(self.pca.dims)
         self.full_codec = Float8Codec.for_unit_vectors(self.dim)
         # Stream into a flat index; IVF is built at commit, when the corpus size (hence nlist) is known.
-        self.index = new_index(xr, c.dtype, "flat", codec=self.reduced_codec)
+        self.index = new_index(xr, self.dtype, "flat", codec=self.reduced_codec)
         self._pending, self._pending_n = [], 0
         self._write_vectors(x)
 
     def _write_vectors(self, x: np.ndarray) -> None:
-        self._full.write(self.full_codec.encode(x).tobytes())  # (m, d) uint8
-        add_vectors(self.index, self.pca.transform(x), self.reduced_codec if self.compression.dtype == "float8" else None)
+        if self.full_dtype == "float16":
+            self._full.write(np.asarray(x, np.float16).tobytes())  # (m, d) float16
+        else:
+            self._full.write(self.full_codec.encode(x).tobytes())  # (m, d) uint8
+        add_vectors(self.index, self.pca.transform(x), self.reduced_codec if self.dtype == "float8" else None)
 
     # -- finishing --------------------------------------------------------------------------
     def commit(self) -> dict[str, Any]:
@@ -160,7 +169,7 @@ class GenerationWriter:
                 raise ConfigError("nothing to index: no document produced any text")
             self._fit_and_flush()
         if choose_ann(self.compression.ann, self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):
-            self.index = to_ivf(self.index, self.compression.dtype, self.reduced_codec, self.compression.nlist)
+            self.index = to_ivf(self.index, self.dtype, self.reduced_codec, self.compression.nlist)
         self._db.commit()
         n_docs = self._db.execute("SELECT count(*) FROM documents").fetchone()[0]
         self._db.close()
@@ -186,10 +195,9 @@ class GenerationWriter:
     def _manifest(self, files: dict[str, Any], n_docs: int) -> dict[str, Any]:
         import faiss
 
-        c = self.compression
         p = self.pca.dims
         ivf = isinstance(self.index, faiss.IndexIVF)
-        code = {"float8": "FP8E4M3", "float16": "SQfp16", "float32": "Flat", "sq8": "SQ8"}[c.dtype]
+        code = {"float8": "FP8E4M3", "float16": "SQfp16", "float32": "Flat", "sq8": "SQ8"}[self.dtype]
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -200,14 +208,14 @@ class GenerationWriter:
                 "pca_dims": p,
                 "pca_energy_kept": float(self.pca.energy.sum()),
                 "pca_centered": False,
-                "dtype": c.dtype,
+                "dtype": self.dtype,
                 "ann": "ivf" if ivf else "flat",
                 "nlist": int(self.index.nlist) if ivf else None,
                 "nprobe": int(self.index.nprobe) if ivf else None,
                 "index_key": f"PCA{p}," + (f"IVF{self.index.nlist}," if ivf else "") + code,
                 "bytes_per_vector": code_bytes(self.index),
-                "full_dtype": "float8_e4m3fn",
-                "full_bytes_per_vector": self.dim,
+                "full_dtype": self.full_dtype,
+                "full_bytes_per_vector": self.dim * (2 if self.full_dtype == "float16" else 1),
             },
             "chunker": asdict(self.chunker),
             "counts": {"chunks": self.n, "documents": n_docs},

@@ -19,6 +19,7 @@ def add_commands(sub: Any) -> None:
     group.add_argument("--pca-dims", type=int, default=None, help="reduced dimensions (default: dim/4)")
     group.add_argument("--pca-variance", type=float, default=None, help="keep this share of energy, e.g. 0.95")
     p.add_argument("--dtype", choices=["float8", "float16", "float32", "sq8"], default=None, help="first-stage codes (default float8)")
+    p.add_argument("--full-dtype", choices=["float8", "float16"], default=None, help="rerank vectors (float16: 2x disk, more recall on huge stores)")
     p.add_argument("--ann", choices=["flat", "ivf", "auto"], default="auto", help="auto: flat scan below 200k chunks, IVF above")
     p.add_argument("--chunk-tokens", type=int, default=256)
     p.add_argument("--overlap", type=int, default=32)
@@ -55,7 +56,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:
         report = index_paths(
             args.paths, args.store, model=args.model, pca_dims=args.pca_dims, pca_variance=args.pca_variance,
-            dtype=args.dtype, ann=args.ann, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
+            dtype=args.dtype, full_dtype=args.full_dtype, ann=args.ann, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
             refit=args.refit, progress=progress,
         )
     finally:
@@ -100,7 +101,7 @@ def store_info(store_dir: str) -> dict[str, Any]:
             "ann": comp["ann"], "index_key": comp["index_key"], "bytes_per_vector": store.bytes_per_vector,
             "float32_bytes_per_vector": 4 * store.dim,
             "compression_ratio": round(4 * store.dim / store.bytes_per_vector, 2),
-            "full_bytes_per_vector": comp["full_bytes_per_vector"], "store_bytes": store.store_bytes,
+            "full_dtype": comp["full_dtype"], "full_bytes_per_vector": comp["full_bytes_per_vector"], "store_bytes": store.store_bytes,
             "chunker": m["chunker"], "format_version": m["format_version"], "writer": m["writer"],
         }
 

@@ -216,3 +216,24 @@ def test_ivf_is_sized_from_the_whole_corpus(tmp_path, structured_vectors):
     assert comp["ann"] == "ivf" and comp["nlist"] == min(default_nlist(len(xb)), len(xb) // 39)
     D, I = Retriever(store).search_vectors(xq, 10, oversample=16)
     assert (I >= 0).all()
+
+
+def test_float16_full_vectors_rerank_exactly_and_survive_increments(tmp_path, structured_vectors):
+    """full_dtype="float16": rerank scores are float16 inner products; increments keep the dtype."""
+    xb, xq = structured_vectors
+    store = build_store(tmp_path / "f16", xb[:2000], full_dtype="float16")
+    assert store.manifest["compression"]["full_dtype"] == "float16"
+    assert store.manifest["compression"]["full_bytes_per_vector"] == 2 * xb.shape[1]
+    np.testing.assert_array_equal(store.decode_full(np.arange(5)), xb[:5].astype(np.float16).astype(np.float32))
+    D, I = Retriever(store).search_vectors(xq, 10, oversample=len(xb))
+    expected = np.sort(xq @ xb[:2000].astype(np.float16).astype(np.float32).T, axis=1)[:, ::-1][:, :10]
+    np.testing.assert_allclose(D, expected, rtol=1e-5, atol=1e-6)
+    writer = GenerationWriter(tmp_path / "f16", model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
+                              compression=CompressionSettings(pca_dims=32), base=store)
+    with writer:
+        writer.keep(set(store.documents()))
+        writer.add(DocumentRecord("/docs/new.txt", "new.txt", "New", "shanew"), chunks_for(999)[:1], xb[2000:2001])
+        writer.commit()
+    grown = Store.open(tmp_path / "f16")
+    assert grown.full_dtype == "float16" and grown.n == 2001
+    np.testing.assert_array_equal(grown.decode_full(np.array([0, 2000])), xb[[0, 2000]].astype(np.float16).astype(np.float32))
