@@ -1,0 +1,113 @@
+"""Small measuring helpers shared by the bench scripts: memory, timing, recall, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def proc_status() -> dict[str, float]:
+    """This process's memory from /proc/self/status, in MiB: rss, anon (heap), file (mapped files)."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                out[key] = int(rest.split()[0]) / 1024.0
+    return {"rss": out["VmRSS"], "anon": out.get("RssAnon", 0.0), "file": out.get("RssFile", 0.0), "hwm": out["VmHWM"]}
+
+
+def peak_rss_mib() -> float:
+    """ru_maxrss of this process (KiB on Linux) in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def trim_heap() -> None:
+    """Give freed heap back to the OS so RSS deltas measure what is still held (glibc only)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+class Timeit:
+    """``with Timeit("training PCA") as t: ...`` then ``t.s`` seconds; prints when verbose."""
+
+    def __init__(self, what: str, verbose: bool = True) -> None:
+        self.what, self.verbose, self.s = what, verbose, 0.0
+
+    def __enter__(self) -> Timeit:
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.s = time.perf_counter() - self.t0
+        if self.verbose:
+            print(f"  [{self.s:8.2f} s] {self.what}", flush=True)
+
+
+def recall_at_k(I: np.ndarray, gt: np.ndarray, k: int) -> float:
+    """Mean over queries of |I[:, :k] & gt[:, :k]| / k. I, gt: (nq, >=k) row ids."""
+    hits = [len(np.intersect1d(a[:k], b[:k])) for a, b in zip(I, gt)]
+    return float(np.mean(hits)) / k
+
+
+def latency(search: Callable[[np.ndarray], Any], xq: np.ndarray, warmup: int = 5, threads: int = 1) -> dict[str, float]:
+    """Single-query latency: one call per query row. Returns p50/p95/mean in ms.
+
+    FAISS runs with ``threads`` OpenMP threads during the loop (then back to 2): a single query
+    uses one thread in most FAISS indexes anyway, and on a loaded 2-core machine an idle second
+    OpenMP thread waiting at a barrier turns a 2 ms search into 24 ms (measured)."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    try:
+        return _latency(search, xq, warmup)
+    finally:
+        faiss.omp_set_num_threads(2)
+
+
+def _latency(search: Callable[[np.ndarray], Any], xq: np.ndarray, warmup: int) -> dict[str, float]:
+    for i in range(min(warmup, len(xq))):
+        search(xq[i : i + 1])
+    t = np.empty(len(xq))
+    for i in range(len(xq)):
+        t0 = time.perf_counter()
+        search(xq[i : i + 1])
+        t[i] = time.perf_counter() - t0
+    t *= 1e3
+    return {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)), "mean_ms": float(t.mean())}
+
+
+def machine() -> dict[str, Any]:
+    import faiss
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "faiss_compile": faiss.get_compile_options(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def write_json(file: str | Path, obj: Any) -> None:
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    os.replace(tmp, file)
