@@ -127,7 +127,7 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         file = self._file(DB_FILE)
         try:
-            db = sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
             (count,) = db.execute("SELECT count(*) FROM chunks").fetchone()
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{file} is not a readable chunk database: {exc}") from exc

@@ -133,3 +133,14 @@ def test_changed_compression_needs_refit(store, docs_folder, asked, capsys):
     assert code == 0 and json.loads(out)["added"] == 4
     code, out, _ = run(capsys, "info", "--store", str(store), "--json")
     assert (json.loads(out)["dtype"], json.loads(out)["bytes_per_vector"]) == ("float16", 32)
+
+
+def test_relative_paths_as_in_the_readme(tmp_path, docs_folder, asked, capsys, monkeypatch):
+    """`rag index docs --store stores/x` then `rag search ... --store stores/x`, from the folder."""
+    monkeypatch.chdir(docs_folder.parent)
+    code, _, _ = run(capsys, "index", docs_folder.name, "--store", "stores/x", "--model", MODEL)
+    assert code == 0
+    code, out, _ = run(capsys, "search", "zebras stripes", "--store", "stores/x", "-k", "1", "--json")
+    assert code == 0 and "Zebras" in json.loads(out)[0]["text"]
+    code, out, _ = run(capsys, "info", "--store", "stores/x", "--json")
+    assert code == 0 and json.loads(out)["chunks"] == 5
