@@ -96,7 +96,9 @@ class GenerationWriter:
         self._pending_n = 0
         self.pca: Pca | None = None
         self.index = None
+        self.fit_vectors = 0  # how many vectors the PCA basis was fitted on
         if base is not None:  # incremental: keep the basis, scales and trained index
+            self.fit_vectors = int(base.manifest["compression"].get("pca_fit_vectors", base.n))
             self.pca, self.reduced_codec, self.full_codec = base.pca, base.reduced_codec, base.full_codec
             import faiss
 
@@ -144,6 +146,7 @@ class GenerationWriter:
         c = self.compression
         dims = c.pca_dims if c.pca_dims is not None or c.pca_variance is not None else max(1, self.dim // 4)
         self.pca = fit_pca(x, dims=dims, variance=c.pca_variance, max_samples=c.fit_sample)
+        self.fit_vectors = min(len(x), c.fit_sample)
         xr = self.pca.transform(x)  # (m, p)
         self.reduced_codec = Float8Codec.for_unit_vectors(self.pca.dims)
         self.full_codec = Float8Codec.for_unit_vectors(self.dim)
@@ -159,6 +162,31 @@ class GenerationWriter:
             self._full.write(self.full_codec.encode(x).tobytes())  # (m, d) uint8
         add_vectors(self.index, self.pca.transform(x), self.reduced_codec if self.dtype == "float8" else None)
 
+    def _refit_if_outgrown(self, batch: int = 65_536) -> None:
+        """A basis fitted on few vectors (say, a store started from one small file) is refitted
+        once the store holds more than twice as many, from the stored full vectors: no
+        re-embedding. Bases fitted on ``fit_sample`` vectors or more are kept for good."""
+        if self.base is None or self.fit_vectors >= min(self.compression.fit_sample, self.n // 2):
+            return
+        self._full.flush()
+        stored = np.memmap(self._full.name, mode="r", shape=(self.n, self.dim),
+                           dtype=np.float16 if self.full_dtype == "float16" else np.uint8)
+
+        def full(rows: np.ndarray | slice) -> np.ndarray:  # -> (m, d) float32
+            part = stored[rows]
+            return part.astype(np.float32) if self.full_dtype == "float16" else self.full_codec.decode(part)
+
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(self.n, min(self.n, self.compression.fit_sample), replace=False))
+        x = full(sample)  # (s, d)
+        self.pca = fit_pca(x, dims=self.pca.dims)
+        self.fit_vectors = len(x)
+        self.index = new_index(self.pca.transform(x), self.dtype, "flat", codec=self.reduced_codec)
+        codec = self.reduced_codec if self.dtype == "float8" else None
+        for i0 in range(0, self.n, batch):
+            add_vectors(self.index, self.pca.transform(full(slice(i0, i0 + batch))), codec)
+        del stored
+
     # -- finishing --------------------------------------------------------------------------
     def commit(self) -> dict[str, Any]:
         """Write the remaining files, switch the manifest to this generation, drop old ones."""
@@ -168,6 +196,7 @@ class GenerationWriter:
             if self._pending_n == 0:
                 raise ConfigError("nothing to index: no document produced any text")
             self._fit_and_flush()
+        self._refit_if_outgrown()
         if choose_ann(self.compression.ann, self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):
             self.index = to_ivf(self.index, self.dtype, self.reduced_codec, self.compression.nlist)
         self._db.commit()
@@ -207,6 +236,7 @@ class GenerationWriter:
             "compression": {
                 "pca_dims": p,
                 "pca_energy_kept": float(self.pca.energy.sum()),
+                "pca_fit_vectors": self.fit_vectors,
                 "pca_centered": False,
                 "dtype": self.dtype,
                 "ann": "ivf" if ivf else "flat",

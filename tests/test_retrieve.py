@@ -237,3 +237,26 @@ def test_float16_full_vectors_rerank_exactly_and_survive_increments(tmp_path, st
     grown = Store.open(tmp_path / "f16")
     assert grown.full_dtype == "float16" and grown.n == 2001
     np.testing.assert_array_equal(grown.decode_full(np.array([0, 2000])), xb[[0, 2000]].astype(np.float16).astype(np.float32))
+
+
+def test_basis_fitted_on_a_tiny_store_is_refitted_as_it_grows(tmp_path, structured_vectors):
+    """A store started from 3 vectors, then grown to 4000: the PCA is refitted from the stored
+    full vectors (no re-embedding), so recall is as good as a store built in one go."""
+    xb, xq = structured_vectors
+    path = tmp_path / "grown"
+    small = build_store(path, xb[:PER_DOC])
+    assert small.manifest["compression"]["pca_fit_vectors"] == PER_DOC
+    writer = GenerationWriter(path, model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
+                              compression=CompressionSettings(pca_dims=32), base=small)
+    with writer:
+        writer.keep(set(small.documents()))
+        for j, r0 in enumerate(range(PER_DOC, len(xb), PER_DOC), start=1):
+            part = xb[r0 : r0 + PER_DOC]
+            writer.add(DocumentRecord(f"/docs/d{j}.txt", f"d{j}.txt", "", f"sha{j}"), chunks_for(j)[: len(part)], part)
+        writer.commit()
+    grown = Store.open(path)
+    assert grown.manifest["compression"]["pca_fit_vectors"] == len(xb)
+    exact = np.argsort(-(xq @ xb.T), axis=1)[:, :10]
+    _, I = Retriever(grown).search_vectors(xq, 10, oversample=16)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, exact)])
+    assert recall >= 0.95
