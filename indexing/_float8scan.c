@@ -22,7 +22,7 @@ static inline float f8_to_f32(uint8_t b) {
     uint32_t bits = ((uint32_t)(b & 0x80) << 24) | ((mag << 20) + (120u << 23));
     float f;
     memcpy(&f, &bits, sizeof f);
-    return (mag >> 3) ? f : 0.0f;
+    return ((mag >> 3) && mag != 0x7F) ? f : 0.0f; /* exponent 0 (flushed) and NaN -> 0 */
 }
 
 /* A bounded min-heap of (score, id): the root is the smallest score kept. */
@@ -53,7 +53,7 @@ static void heap_push(float *val, int64_t *ids, Py_ssize_t k, Py_ssize_t *size, 
     ids[i] = id;
 }
 
-static void search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float *xq, Py_ssize_t nq,
+static int search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float *xq, Py_ssize_t nq,
                    Py_ssize_t k, float *outD, int64_t *outI) {
     int nt = 1;
 #ifdef _OPENMP
@@ -62,13 +62,17 @@ static void search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float
     float *hv = malloc(sizeof(float) * nt * nq * k);
     int64_t *hi = malloc(sizeof(int64_t) * nt * nq * k);
     Py_ssize_t *hs = calloc((size_t)nt * nq, sizeof(Py_ssize_t));
+    if (!hv || !hi || !hs) {
+        free(hv); free(hi); free(hs);
+        return -1;
+    }
     #pragma omp parallel num_threads(nt)
     {
         int t = 0;
 #ifdef _OPENMP
         t = omp_get_thread_num();
 #endif
-        float *row = malloc(sizeof(float) * d);
+        float row[4096]; /* one decoded code row; d <= 4096 is checked by the caller */
         #pragma omp for schedule(static)
         for (Py_ssize_t i = 0; i < n; i++) {
             const uint8_t *c = codes + i * d;
@@ -87,7 +91,6 @@ static void search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float
                 heap_push(hv + h * k, hi + h * k, k, hs + h, s, (int64_t)i);
             }
         }
-        free(row);
     }
     /* merge the per-thread heaps of each query, then sort descending */
     for (Py_ssize_t q = 0; q < nq; q++) {
@@ -106,21 +109,24 @@ static void search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float
         }
     }
     free(hv); free(hi); free(hs);
+    return 0;
 }
 
 static PyObject *py_search(PyObject *self, PyObject *args) {
     Py_buffer codes, xq, D, I;
     Py_ssize_t n, d, nq, k;
     if (!PyArg_ParseTuple(args, "y*nny*nnw*w*", &codes, &n, &d, &xq, &nq, &k, &D, &I)) return NULL;
-    int ok = n >= 0 && d > 0 && nq >= 0 && k > 0 && codes.len >= n * d
+    int ok = n >= 0 && d > 0 && d <= 4096 && nq >= 0 && k > 0 && codes.len >= n * d
              && xq.len >= (Py_ssize_t)(nq * d * sizeof(float))
              && D.len >= (Py_ssize_t)(nq * k * sizeof(float)) && I.len >= (Py_ssize_t)(nq * k * sizeof(int64_t));
+    int failed = 0;
     if (ok) {
         Py_BEGIN_ALLOW_THREADS
-        search((const uint8_t *)codes.buf, n, d, (const float *)xq.buf, nq, k, (float *)D.buf, (int64_t *)I.buf);
+        failed = search((const uint8_t *)codes.buf, n, d, (const float *)xq.buf, nq, k, (float *)D.buf, (int64_t *)I.buf);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&codes); PyBuffer_Release(&xq); PyBuffer_Release(&D); PyBuffer_Release(&I);
+    if (failed) return PyErr_NoMemory();
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "search(codes, n, d, xq, nq, k, D, I): buffer sizes do not match");
         return NULL;

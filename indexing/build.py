@@ -78,7 +78,11 @@ def index_paths(
     fresh: list[tuple[SourceFile, str]] = []
     keep: set[str] = set()
     for i, f in enumerate(files):
-        sha = sha256_file(f.path)
+        try:
+            sha = sha256_file(f.path)
+        except OSError as exc:
+            report.skipped.append(Skipped(str(f.path), f"cannot read: {exc.strerror or exc}"))
+            continue
         if known.get(str(f.path), ("",))[0] == sha:
             keep.add(str(f.path))
             report.unchanged.append(f.source)

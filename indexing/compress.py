@@ -22,7 +22,8 @@ BYTES_PER_DIM = {"float8": 1, "float16": 2, "float32": 4, "sq8": 1}
 
 # Every one of the 256 float8 bit patterns decoded once. Our float8 is e4m3fn flushed to zero:
 # encode() never writes subnormals (exponent bits 0) nor the NaN patterns (0x7f, 0xff), and
-# those decode to 0 here, as in the C scan kernel, so a corrupt byte cannot poison a score.
+# those decode to 0 here, as in the C scan kernel (indexing/_float8scan.c), so a corrupt byte
+# cannot poison a score.
 _ALL_CODES = np.arange(256, dtype=np.uint8)
 FLOAT8_VALUES = np.where(
     (_ALL_CODES & 0x78) == 0, 0.0, np.nan_to_num(_ALL_CODES.view(FLOAT8).astype(np.float32), nan=0.0)

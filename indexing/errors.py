@@ -15,7 +15,7 @@ class StoreMismatchError(StoreError):
     """The store was built with another embedding model or dimension than the one asked for."""
 
 
-class ConfigError(RagError):
+class ConfigError(RagError, ValueError):
     """An argument or setting is invalid; the message says which and what to use instead."""
 
 

@@ -103,7 +103,11 @@ def load_file(path: Path, source: str | None = None, sha256: str | None = None) 
     if suffix == ".pdf":
         title, pages = _read_pdf(path)
     else:
-        text = _decode(path.read_bytes())
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise LoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        text = _decode(data)
         if suffix in (".html", ".htm"):
             title, text = _html_to_text(text)
         else:

@@ -69,6 +69,8 @@ class GenerationWriter:
         compression: CompressionSettings = CompressionSettings(),
         base: Store | None = None,
     ) -> None:
+        if compression.full_dtype not in ("float8", "float16"):  # checked before anything is written
+            raise ConfigError(f"full_dtype={compression.full_dtype!r} is not one of float8, float16")
         self.dir = Path(store_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - held until commit/abort
@@ -85,8 +87,6 @@ class GenerationWriter:
         self.tmp.mkdir()
         self._db = sqlite3.connect(self.tmp / DB_FILE)
         self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
-        if compression.full_dtype not in ("float8", "float16"):
-            raise ConfigError(f"full_dtype={compression.full_dtype!r} is not one of float8, float16")
         # an incremental run keeps the base's dtypes: kept rows are copied byte for byte
         self.dtype = base.manifest["compression"]["dtype"] if base else compression.dtype
         self.full_dtype = base.full_dtype if base else ("float8_e4m3fn" if compression.full_dtype == "float8" else "float16")

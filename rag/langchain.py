@@ -22,7 +22,8 @@ from langchain_core.vectorstores import VectorStore
 
 from indexing.chunk import Chunk, ChunkSettings
 from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder, normalize
-from indexing.manifest import MANIFEST
+from indexing.errors import ConfigError
+from indexing.manifest import MANIFEST, read_manifest
 from indexing.store import Store
 from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
 from rag.retrieve import DEFAULT_OVERSAMPLE, Hit, Retriever
@@ -86,7 +87,7 @@ class CompressedVectorStore(VectorStore):
         if self._embedder is None:
             model = DEFAULT_MODEL
             if (self.store_dir / MANIFEST).exists():
-                model = Store.open(self.store_dir, verify=False).manifest["embedding"]["model"]
+                model = read_manifest(self.store_dir)["embedding"]["model"]
             self._embedder = load_embedder(model)
         return self._embedder
 
@@ -101,10 +102,12 @@ class CompressedVectorStore(VectorStore):
     ) -> list[str]:
         """Embed and store ``texts``; an id that exists already is replaced."""
         texts = list(texts)
+        if not texts:
+            return []
         metadatas = metadatas or [{} for _ in texts]
         ids = list(ids) if ids else [uuid.uuid4().hex for _ in texts]
         if not (len(texts) == len(metadatas) == len(ids)):
-            raise ValueError(f"got {len(texts)} texts, {len(metadatas)} metadatas and {len(ids)} ids; they must match")
+            raise ConfigError(f"got {len(texts)} texts, {len(metadatas)} metadatas and {len(ids)} ids; they must match")
         embedder = self._get_embedder()
         vectors = embedder.embed_documents(texts)  # (n, d)
         with self._lock:
@@ -138,9 +141,7 @@ class CompressedVectorStore(VectorStore):
                     np.asarray(vec, np.float32)[None, :],
                 )
             writer.commit()
-        if base_store is not None:
-            base_store.close()
-        self._retriever = None
+        self._retriever = None  # readers still holding the old store finish on it; GC closes it
 
     # -- searching --------------------------------------------------------------------------
     def similarity_search_with_score(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[Document, float]]:
@@ -170,7 +171,7 @@ class CompressedVectorStore(VectorStore):
     ) -> CompressedVectorStore:
         """Create (or extend) the store at ``store_dir`` from ``texts``."""
         if store_dir is None:
-            raise ValueError("from_texts needs store_dir=...: the folder where the store is written")
+            raise ConfigError("from_texts needs store_dir=...: the folder where the store is written")
         store = cls(store_dir, embedding, **kwargs)
         store.add_texts(texts, metadatas, ids=ids)
         return store

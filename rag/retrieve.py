@@ -105,9 +105,10 @@ def first_stage_search(store: Store, xr: np.ndarray, c: int) -> tuple[np.ndarray
     return store.index.search(np.ascontiguousarray(xr, np.float32), c)
 
 
-def rerank_full(store: Store, xq: np.ndarray, cand: np.ndarray, k: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def rerank_full(store: Store, xq: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Score candidates ``cand`` (nq, c) with the float8 full vectors; keep the top ``k`` of each row."""
     nq, c = cand.shape
+    batch = max(1, 2**24 // max(1, c * store.dim))  # queries per step: <= 64 MB of decoded vectors
     D = np.full((nq, k), -np.inf, np.float32)
     I = np.full((nq, k), -1, np.int64)
     if store.n == 0:

@@ -57,3 +57,15 @@ def test_k_larger_than_the_index(float8_index) -> None:  # type: ignore[no-untyp
     D, I = float8_search(small, codec, xq[:2], 5)
     assert (I[:, 3:] == -1).all() and np.isneginf(D[:, 3:]).all()
     assert sorted(I[0, :3]) == [0, 1, 2]
+
+
+def test_corrupt_nan_and_subnormal_bytes_score_zero_in_both_scans() -> None:
+    """0x7f/0xff (NaN) and exponent-0 bytes are never written; if found they count as 0 everywhere."""
+    codec = Float8Codec.for_unit_vectors(4)
+    index = new_index(np.zeros((1, 4), np.float32), "float8", "flat", codec=codec)
+    index.add_sa_codes(np.array([[0x7F, 0xFF, 0x05, 0x38]], np.uint8))  # NaN, NaN, subnormal, 1.0
+    xq = np.ones((1, 4), np.float32)
+    D, _ = float8_search(index, codec, xq, 1)
+    D_faiss, _ = index.search(xq, 1)
+    np.testing.assert_allclose(D, D_faiss, rtol=1e-6)
+    np.testing.assert_allclose(D[0, 0], codec.scale[0] * 1.0, rtol=1e-6)

@@ -240,7 +240,7 @@ def test_float16_full_vectors_rerank_exactly_and_survive_increments(tmp_path, st
 
 
 def test_basis_fitted_on_a_tiny_store_is_refitted_as_it_grows(tmp_path, structured_vectors):
-    """A store started from 3 vectors, then grown to 4000: the PCA is refitted from the stored
+    """A store started from 100 vectors, then grown to 4000: the PCA is refitted from the stored
     full vectors (no re-embedding), so recall is as good as a store built in one go."""
     xb, xq = structured_vectors
     path = tmp_path / "grown"
