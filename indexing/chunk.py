@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -66,12 +65,6 @@ def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> 
             text = piece.page_content
             chunks.append(Chunk(doc.path, doc.source, doc.title, page.number, start, start + len(text), text))
     return chunks
-
-
-def chunk_documents(docs: Iterable[Document], settings: ChunkSettings = ChunkSettings()) -> Iterator[Chunk]:
-    """Chunk many documents lazily, in order."""
-    for doc in docs:
-        yield from chunk_document(doc, settings)
 
 
 def count_tokens(text: str, encoding: str = ENCODING) -> int:

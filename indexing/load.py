@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,15 +123,6 @@ def load_file(path: Path, source: str | None = None, sha256: str | None = None) 
         sha256=sha256 or sha256_file(path),
         pages=pages,
     )
-
-
-def iter_documents(files: Iterable[SourceFile], skipped: list[Skipped]) -> Iterator[Document]:
-    """Load files one by one; the ones that fail are appended to ``skipped`` with the reason."""
-    for f in files:
-        try:
-            yield load_file(f.path, f.source)
-        except LoadError as exc:
-            skipped.append(Skipped(str(f.path), str(exc)))
 
 
 def _decode(data: bytes) -> str:
