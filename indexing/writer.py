@@ -185,7 +185,6 @@ class GenerationWriter:
         codec = self.reduced_codec if self.dtype == "float8" else None
         for i0 in range(0, self.n, batch):
             add_vectors(self.index, self.pca.transform(full(slice(i0, i0 + batch))), codec)
-        del stored
 
     # -- finishing --------------------------------------------------------------------------
     def commit(self) -> dict[str, Any]:
