@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,9 +72,5 @@ class RagChat:
         yield answer
 
     def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None, oversample: int | None = None) -> Answer:
-        """The finished answer."""
-        answer = None
-        for answer in self.stream(question, history, k, oversample):
-            pass
-        assert answer is not None
-        return answer
+        """The finished answer (the last one ``stream`` yields)."""
+        return deque(self.stream(question, history, k, oversample), maxlen=1)[0]

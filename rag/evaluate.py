@@ -95,6 +95,8 @@ def load_beir(dataset: str | Path, max_docs: int | None = None, max_queries: int
         if value is not None and value < 1:
             raise ConfigError(f"{flag} {value} must be >= 1 (or left out for all)")
     corpus = _read_jsonl(path / "corpus.jsonl")
+    if any("_id" not in d or "text" not in d for d in corpus):
+        raise ConfigError(f"every line of {path / 'corpus.jsonl'} needs '_id' and 'text' (BEIR layout)")
     in_corpus = {str(d["_id"]) for d in corpus}
     qrels_all = _read_qrels(path / "qrels/test.tsv")
     qrels = {q: {d: g for d, g in rel.items() if d in in_corpus} for q, rel in qrels_all.items()}

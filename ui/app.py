@@ -33,10 +33,11 @@ class Stores:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
 
-    def chat(self, store: str) -> RagChat:
+    def chat(self, store: str, verify: bool = True) -> RagChat:
+        """The chat over ``store``; ``verify=False`` skips checksums (for a store this process just wrote)."""
         with self._lock:
             if store not in self._chats:
-                retriever = Retriever.open(store)
+                retriever = Retriever.open(store, verify=verify)
                 model = retriever.store.manifest["embedding"]["model"]
                 if model not in self._embedders:
                     self._embedders[model] = load_embedder(model)
@@ -59,7 +60,7 @@ class Stores:
             with self._lock:
                 old = self._chats.pop(store, None)
             if old is not None:
-                self.chat(store)
+                self.chat(store, verify=False)
         lines = [f"Added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}; store has {report.chunks} chunks."]
         lines += [f"Skipped {Path(s.path).name}: {s.reason}" for s in report.skipped]
         return "\n".join(lines)
