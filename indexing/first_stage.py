@@ -19,6 +19,7 @@ from indexing.compress import BYTES_PER_DIM, CODE_DTYPES, Float8Codec
 from indexing.errors import ConfigError
 
 ANN_KINDS = ("flat", "ivf", "auto")
+INDEX_CODES = {"float8": "FP8E4M3", "float16": "SQfp16", "float32": "Flat", "sq8": "SQ8"}  # manifest index_key parts
 # auto -> IVF from this size. The flat float8 kernel scans 1M vectors in ~10 ms (bench/README.md)
 # and IVF at equal recall was no faster on the 1M benchmark, so flat stays the default that far.
 IVF_MIN_VECTORS = 2_000_000

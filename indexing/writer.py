@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from indexing.chunk import Chunk, ChunkSettings
-from indexing.compress import Float8Codec, Pca, fit_pca
+from indexing.compress import Float8Codec, Pca, default_pca_dims, fit_pca
 from indexing.errors import ConfigError, StoreError
-from indexing.first_stage import add_vectors, choose_ann, code_bytes, new_index, to_ivf
+from indexing.first_stage import INDEX_CODES, add_vectors, choose_ann, code_bytes, new_index, to_ivf
 from indexing.files import fsync_path, sha256_file, write_json_atomic
 from indexing.manifest import FORMAT, FORMAT_VERSION, MANIFEST, writer_versions
 from indexing.store import (
@@ -144,7 +144,7 @@ class GenerationWriter:
     def _fit_and_flush(self) -> None:
         x = np.concatenate(self._pending) if self._pending else np.zeros((0, self.dim), np.float32)  # (m, d)
         c = self.compression
-        dims = c.pca_dims if c.pca_dims is not None or c.pca_variance is not None else max(1, self.dim // 4)
+        dims = c.pca_dims if c.pca_dims is not None or c.pca_variance is not None else default_pca_dims(self.dim)
         self.pca = fit_pca(x, dims=dims, variance=c.pca_variance, max_samples=c.fit_sample)
         self.fit_vectors = min(len(x), c.fit_sample)
         xr = self.pca.transform(x)  # (m, p)
@@ -225,7 +225,7 @@ class GenerationWriter:
 
         p = self.pca.dims
         ivf = isinstance(self.index, faiss.IndexIVF)
-        code = {"float8": "FP8E4M3", "float16": "SQfp16", "float32": "Flat", "sq8": "SQ8"}[self.dtype]
+        code = INDEX_CODES[self.dtype]
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -20,16 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from indexing.compress import Float8Codec
+from indexing.compress import Float8Codec, default_pca_dims
 from indexing.errors import ConfigError
-from indexing.first_stage import add_vectors, code_bytes, new_index
+from indexing.first_stage import INDEX_CODES, add_vectors, code_bytes, new_index
 from indexing.writer import CompressionSettings
 from rag.retrieve import DEFAULT_OVERSAMPLE
 
 SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (xq (nq, d), k) -> D, I (nq, k)
 FIT_SAMPLE = CompressionSettings().fit_sample  # vectors an index is trained on, as in the writer
 SWEEP_DTYPES = ("float32", "float16", "float8", "sq8")
-INDEX_CODE = {"float8": "FP8E4M3", "float16": "SQfp16", "float32": "Flat", "sq8": "SQ8"}  # as in the manifest
 
 
 @dataclass(frozen=True)
@@ -52,13 +51,8 @@ class SearchConfig:
     @property
     def index_key(self) -> str:
         """A FAISS-factory-like description, e.g. ``PCA96,FP8E4M3+rerank8``."""
-        key = (f"PCA{self.pca_dims}," if self.pca_dims else "") + INDEX_CODE[self.dtype]
+        key = (f"PCA{self.pca_dims}," if self.pca_dims else "") + INDEX_CODES[self.dtype]
         return key + (f"+rerank{self.oversample}" if self.rerank else "")
-
-
-def default_pca_dims(d: int) -> int:
-    """What ``rag index`` uses when no --pca-dims is given."""
-    return max(1, d // 4)
 
 
 def main_configs(d: int, pca_dims: int | None = None, oversample: int = DEFAULT_OVERSAMPLE) -> list[SearchConfig]:
