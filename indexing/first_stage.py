@@ -102,7 +102,7 @@ def to_ivf(index, dtype: str, codec: Float8Codec | None, nlist: int | None = Non
     nlist = nlist or default_nlist(n)
     rng = np.random.default_rng(seed)
     sample_rows = np.sort(rng.choice(n, min(n, nlist * 64), replace=False)).astype(np.int64)
-    sample = index.reconstruct_batch(sample_rows)  # (s, p)
+    sample = reduced_vectors(index, sample_rows)  # (s, p)
     ivf = new_index(sample, dtype, "ivf", codec=codec, nlist=nlist, seed=seed)
     for i0 in range(0, n, batch):
         add_vectors(ivf, index.reconstruct_n(i0, min(batch, n - i0)), codec)
@@ -110,27 +110,31 @@ def to_ivf(index, dtype: str, codec: Float8Codec | None, nlist: int | None = Non
 
 
 def add_vectors(index, xr: np.ndarray, codec: Float8Codec | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Append reduced vectors (n, p). For flat float8 the codec's bytes go straight in."""
+    """Append reduced vectors (n, p). ``codec`` is used by float8 indexes only (others ignore it):
+    flat float8 takes the codec's bytes directly."""
     import faiss
 
     xr = np.ascontiguousarray(xr, np.float32)
-    if codec is None:
-        index.add(xr)
-    elif isinstance(index, faiss.IndexPQ):
+    if codec is not None and isinstance(index, faiss.IndexPQ):
         index.add_sa_codes(codec.encode(xr))
-    else:  # IVF: FAISS encodes; values already on the float8 grid map to exactly themselves
-        index.add(codec.decode(codec.encode(xr)))
+    elif codec is not None and isinstance(index, faiss.IndexIVFPQ):
+        index.add(codec.decode(codec.encode(xr)))  # values on the float8 grid encode to themselves
+    else:
+        index.add(xr)
 
 
-def reduced_vectors(index) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """The decoded vectors held by ``index``, in insertion order: (ntotal, p) float32."""
+def reduced_vectors(index, rows: np.ndarray | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The decoded vectors held by ``index`` at ``rows`` (m,), or all in insertion order: (m, p) float32."""
     import faiss
 
-    if index.ntotal == 0:
+    rows = np.arange(index.ntotal, dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+    if not len(rows):
         return np.zeros((0, index.d), np.float32)
     if isinstance(index, faiss.IndexIVF):
         index.make_direct_map()
-    return index.reconstruct_n(0, index.ntotal)
+    if rows[-1] - rows[0] + 1 == len(rows):  # a contiguous run: one call
+        return index.reconstruct_n(int(rows[0]), len(rows))
+    return index.reconstruct_batch(np.ascontiguousarray(rows))
 
 
 def code_bytes(index) -> int:  # type: ignore[no-untyped-def]

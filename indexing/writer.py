@@ -21,7 +21,7 @@ import numpy as np
 from indexing.chunk import Chunk, ChunkSettings
 from indexing.compress import Float8Codec, Pca, default_pca_dims, fit_pca
 from indexing.errors import ConfigError, StoreError
-from indexing.first_stage import INDEX_CODES, add_vectors, choose_ann, code_bytes, new_index, to_ivf
+from indexing.first_stage import INDEX_CODES, add_vectors, choose_ann, code_bytes, new_index, reduced_vectors, to_ivf
 from indexing.files import fsync_path, sha256_file, write_json_atomic
 from indexing.manifest import FORMAT, FORMAT_VERSION, MANIFEST, writer_versions
 from indexing.store import (
@@ -117,8 +117,7 @@ class GenerationWriter:
             part = rows[i : i + batch]  # (b,)
             self._insert_chunks(self.base.chunks(part.tolist()))
             self._full.write(np.ascontiguousarray(self.base.full[part]).tobytes())
-            base_reduced = reduced_vectors_rows(self.base.index, part)
-            add_vectors(self.index, base_reduced, self.reduced_codec if self.dtype == "float8" else None)
+            add_vectors(self.index, reduced_vectors(self.base.index, part), self.reduced_codec)
 
     def add(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
         """Add a new document: its chunks and their unit-length embeddings (m, d)."""
@@ -160,7 +159,7 @@ class GenerationWriter:
             self._full.write(np.asarray(x, np.float16).tobytes())  # (m, d) float16
         else:
             self._full.write(self.full_codec.encode(x).tobytes())  # (m, d) uint8
-        add_vectors(self.index, self.pca.transform(x), self.reduced_codec if self.dtype == "float8" else None)
+        add_vectors(self.index, self.pca.transform(x), self.reduced_codec)
 
     def _refit_if_outgrown(self, batch: int = 65_536) -> None:
         """A basis fitted on few vectors (say, a store started from one small file) is refitted
@@ -182,9 +181,8 @@ class GenerationWriter:
         self.pca = fit_pca(x, dims=self.pca.dims)
         self.fit_vectors = len(x)
         self.index = new_index(self.pca.transform(x), self.dtype, "flat", codec=self.reduced_codec)
-        codec = self.reduced_codec if self.dtype == "float8" else None
         for i0 in range(0, self.n, batch):
-            add_vectors(self.index, self.pca.transform(full(slice(i0, i0 + batch))), codec)
+            add_vectors(self.index, self.pca.transform(full(slice(i0, i0 + batch))), self.reduced_codec)
 
     # -- finishing --------------------------------------------------------------------------
     def commit(self) -> dict[str, Any]:
@@ -280,19 +278,6 @@ class GenerationWriter:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is not None:
             self.abort()
-
-
-def reduced_vectors_rows(index, rows: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Decoded first-stage vectors at ``rows``: (m,) -> (m, p) float32."""
-    import faiss
-
-    if isinstance(index, faiss.IndexIVF):
-        index.make_direct_map()
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # a contiguous run: one call
-        return index.reconstruct_n(int(rows[0]), len(rows))
-    if not len(rows):
-        return np.zeros((0, index.d), np.float32)
-    return index.reconstruct_batch(np.ascontiguousarray(rows, np.int64))
 
 
 def _is_generation(name: str) -> bool:

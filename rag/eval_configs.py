@@ -158,7 +158,7 @@ class MemorySearcher:
             raise ConfigError("a float8 reference needs the store's full-vector Float8Codec")
         self.config = config
         self.index = new_index(xb[:FIT_SAMPLE], config.dtype, "flat", codec=codec)
-        add_vectors(self.index, xb, codec if config.dtype == "float8" else None)
+        add_vectors(self.index, xb, codec)
         self.bytes_per_vector = code_bytes(self.index)
         self.rerank_bytes_per_vector = 0
         self.ann = "flat"
