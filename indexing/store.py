@@ -161,6 +161,14 @@ class Store:
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
 
+    def document_rows(self, doc_paths: set[str]) -> list[tuple[str, str, str, str, int]]:
+        """Rows (path, source, title, sha256, chunks) of the given documents."""
+        try:
+            rows = list(self._db.execute("SELECT path, source, title, sha256, chunks FROM documents"))
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
+        return [r for r in rows if r[0] in doc_paths]
+
     def rows_of(self, doc_paths: set[str]) -> np.ndarray:
         """Rows of every chunk of the given documents, ascending: (m,) int64."""
         rows = [r for (r, p) in self._db.execute("SELECT row, doc_path FROM chunks ORDER BY row") if p in doc_paths]

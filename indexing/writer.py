@@ -110,8 +110,7 @@ class GenerationWriter:
         """Copy the given documents' chunks and vectors from the base generation, unchanged."""
         if self.base is None or not doc_paths:
             return
-        docs = [d for d in self.base._db.execute("SELECT path, source, title, sha256, chunks FROM documents") if d[0] in doc_paths]
-        self._db.executemany("INSERT INTO documents VALUES (?,?,?,?,?)", docs)
+        self._db.executemany("INSERT INTO documents VALUES (?,?,?,?,?)", self.base.document_rows(doc_paths))
         rows = self.base.rows_of(doc_paths)
         for i in range(0, len(rows), batch):
             part = rows[i : i + batch]  # (b,)

@@ -44,16 +44,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print_json(chat.ask(args.question).to_dict())
         return 0
-    answer = None
-    for answer in chat.stream(args.question):
-        pass
-    print(answer.text if answer else "")
-    if answer and answer.sources:
+    answer = chat.ask(args.question)
+    print(answer.text)
+    if answer.sources:
         print("\nSources:")
         for n in answer.cited or range(1, len(answer.sources) + 1):
             h = answer.sources[n - 1]
             print(f"  [{n}] {h.source}" + (f" p.{h.page}" if h.page else "") + f" ({h.score:.3f})")
-    print(f"(answerer: {answer.answerer if answer else '-'})", file=sys.stderr)
+    print(f"(answerer: {answer.answerer})", file=sys.stderr)
     return 0
 
 
