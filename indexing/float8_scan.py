@@ -11,7 +11,7 @@ import numpy as np
 
 from indexing.compress import Float8Codec
 
-QUERY_BLOCK = 32  # queries per kernel call: each row is decoded once per block
+QUERY_BLOCK = 128  # queries per kernel call: each row is decoded once per block
 
 
 def kernel_available() -> bool:

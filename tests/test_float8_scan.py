@@ -69,3 +69,22 @@ def test_corrupt_nan_and_subnormal_bytes_score_zero_in_both_scans() -> None:
     D_faiss, _ = index.search(xq, 1)
     np.testing.assert_allclose(D, D_faiss, rtol=1e-6)
     np.testing.assert_allclose(D[0, 0], codec.scale[0] * 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("d", [5, 32, 45, 96, 130])
+@pytest.mark.parametrize("nq", [1, 6])
+def test_any_width_and_row_count(d: int, nq: int) -> None:
+    """Widths that are not a multiple of the 32-byte SIMD step, row counts that are not a multiple
+    of the 4-row (single query) or 16-row (query block) steps: every code byte still counts once."""
+    rng = np.random.default_rng(d)
+    xb = rng.standard_normal((1003, d)).astype(np.float32)  # (n, d)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    xq = rng.standard_normal((nq, d)).astype(np.float32)
+    codec = Float8Codec.for_unit_vectors(d)
+    index = new_index(xb, "float8", "flat", codec=codec)
+    add_vectors(index, xb, codec)
+    D, I = float8_search(index, codec, xq, 20)
+    decoded = codec.encode(xb).view(FLOAT8).astype(np.float32) * codec.scale  # (n, d)
+    scores = xq @ decoded.T  # (nq, n)
+    np.testing.assert_allclose(D, np.sort(scores, axis=1)[:, ::-1][:, :20], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.take_along_axis(scores, I, axis=1), D, rtol=1e-5, atol=1e-6)
