@@ -91,6 +91,34 @@ def _latency(search: Callable[[np.ndarray], Any], xq: np.ndarray, warmup: int) -
     return {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)), "mean_ms": float(t.mean())}
 
 
+def paired_latency(search: Callable[[np.ndarray], Any], baseline: Callable[[np.ndarray], Any], xq: np.ndarray,
+                   warmup: int = 5) -> dict[str, float]:
+    """Single-query latency of ``search`` measured query by query right after ``baseline`` on the
+    same query (FAISS at 1 thread), so load drift hits both alike: p50/p95 of both, and
+    ``speedup_p50`` = baseline p50 / search p50 from this one loop."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    try:
+        for i in range(min(warmup, len(xq))):
+            baseline(xq[i : i + 1])
+            search(xq[i : i + 1])
+        t = np.empty((len(xq), 2))
+        for i in range(len(xq)):
+            q = xq[i : i + 1]
+            t0 = time.perf_counter()
+            baseline(q)
+            t1 = time.perf_counter()
+            search(q)
+            t[i] = (t1 - t0, time.perf_counter() - t1)
+    finally:
+        faiss.omp_set_num_threads(2)
+    t *= 1e3
+    p50 = np.percentile(t, 50, axis=0)
+    return {"p50_ms": float(p50[1]), "p95_ms": float(np.percentile(t[:, 1], 95)), "mean_ms": float(t[:, 1].mean()),
+            "flat_p50_ms": float(p50[0]), "speedup_p50": float(p50[0] / p50[1])}
+
+
 def machine() -> dict[str, Any]:
     import faiss
 
