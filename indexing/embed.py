@@ -11,6 +11,8 @@ import numpy as np
 from indexing.errors import ConfigError, EmbeddingError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BACKENDS = ("auto", "torch", "openvino")
+OPENVINO_MIN_TEXTS = 256  # "auto" converts to OpenVINO (~3 s) for a call this large: ~60 chunks of torch time
 
 
 class Embedder(Protocol):
@@ -34,11 +36,21 @@ def normalize(x: np.ndarray) -> np.ndarray:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model. The default is the bundled, offline all-MiniLM-L6-v2."""
+    """A sentence-transformers model. The default is the bundled, offline all-MiniLM-L6-v2.
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu") -> None:
+    ``backend`` runs document embedding through torch or OpenVINO (``indexing.embed_openvino``,
+    bfloat16 where the CPU has it: ~2x torch, bench/embed_speed.py). ``auto`` uses OpenVINO when
+    it is installed and a call embeds at least OPENVINO_MIN_TEXTS texts, torch otherwise (and if
+    conversion fails). Queries always use torch: they are short and need no conversion at start.
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu", backend: str = "auto") -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.model_id = model
         self.batch_size = batch_size
+        self.backend = backend  # becomes "torch" or "openvino-bf16"/"openvino-f32" once used
+        self._openvino = None
         self._model = _load_sentence_transformer(model, device)
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = get_dim()
@@ -55,10 +67,34 @@ class SentenceTransformerEmbedder:
         return normalize(x)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if self._use_openvino(len(texts)):
+            return normalize(self._openvino.encode(list(texts), self.batch_size))  # type: ignore[union-attr]
         return self._encode(texts)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts)
+
+    def _use_openvino(self, n: int) -> bool:
+        if self._openvino is not None:
+            return True
+        if self.backend != "openvino" and (self.backend != "auto" or n < OPENVINO_MIN_TEXTS):
+            return False
+        from indexing.embed_openvino import OpenVINOEncoder, openvino_available
+
+        if not openvino_available():
+            if self.backend == "openvino":
+                raise ConfigError("the openvino backend needs the openvino package: pip install openvino")
+            self.backend = "torch"
+            return False
+        try:
+            self._openvino = OpenVINOEncoder(self._model)
+        except EmbeddingError:
+            if self.backend == "openvino":
+                raise
+            self.backend = "torch"
+            return False
+        self.backend = f"openvino-{self._openvino.precision}"
+        return True
 
 
 def _load_sentence_transformer(model: str, device: str):  # type: ignore[no-untyped-def]
@@ -135,8 +171,9 @@ def _pooled(embedding: list[float] | list[list[float]]) -> np.ndarray:
     return x
 
 
-def load_embedder(model: str = DEFAULT_MODEL, base_url: str | None = None) -> Embedder:
-    """``openai/<name>`` gives OpenAIEmbedder; anything else is a sentence-transformers name or path."""
+def load_embedder(model: str = DEFAULT_MODEL, base_url: str | None = None, backend: str = "auto") -> Embedder:
+    """``openai/<name>`` gives OpenAIEmbedder; anything else is a sentence-transformers name or
+    path, with document embedding through ``backend`` (auto, torch or openvino)."""
     if model.startswith("openai/"):
         return OpenAIEmbedder(model.removeprefix("openai/"), base_url=base_url)
-    return SentenceTransformerEmbedder(model)
+    return SentenceTransformerEmbedder(model, backend=backend)

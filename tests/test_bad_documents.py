@@ -38,7 +38,7 @@ def fake_models(monkeypatch, fake_embedder):
     import rag.retrieve
 
     for module in (indexing.embed, indexing.build, rag.retrieve):
-        monkeypatch.setattr(module, "load_embedder", lambda model=MODEL, base_url=None: type(fake_embedder)())
+        monkeypatch.setattr(module, "load_embedder", lambda model=MODEL, base_url=None, backend="auto": type(fake_embedder)())
     monkeypatch.setattr(indexing.load, "MAX_FILE_BYTES", LIMIT)
 
 

@@ -21,9 +21,11 @@ def asked(monkeypatch, fake_embedder) -> list[str]:
 
     names: list[str] = []
 
-    def load_embedder(model: str = MODEL, base_url: str | None = None):  # type: ignore[no-untyped-def]
+    def load_embedder(model: str = MODEL, base_url: str | None = None, backend: str = "auto"):  # type: ignore[no-untyped-def]
         names.append(model)
-        return type(fake_embedder)()
+        fake = type(fake_embedder)()
+        fake.backend = f"fake-{backend}"  # what `rag index` reports as embedded_with
+        return fake
 
     for module in (indexing.embed, indexing.build, rag.retrieve):
         monkeypatch.setattr(module, "load_embedder", load_embedder)
@@ -44,7 +46,7 @@ def store(tmp_path, docs_folder, asked, capsys) -> Path:
     summary = json.loads(out)
     assert summary == {
         "store": str(store), "chunks": 5, "added": 4, "updated": 0, "removed": 0, "unchanged": 0,
-        "skipped": 0, "skipped_files": [],
+        "skipped": 0, "skipped_files": [], "embedded_with": "fake-auto",
     }
     return store
 
@@ -57,10 +59,17 @@ def test_index_twice_reports_unchanged(store, docs_folder, asked, capsys):
     assert asked == [MODEL]  # the second run had nothing to embed: no model loaded
 
 
+def test_embed_backend_flag_reaches_the_embedder(tmp_path, docs_folder, asked, capsys):
+    code, out, _ = run(capsys, "index", str(docs_folder), "--store", str(tmp_path / "s"), "--embed-backend", "torch", "--json")
+    assert code == 0 and json.loads(out)["embedded_with"] == "fake-torch"
+    with pytest.raises(SystemExit):
+        run(capsys, "index", str(docs_folder), "--store", str(tmp_path / "s"), "--embed-backend", "onnx")
+
+
 def test_index_plain_text_summary(tmp_path, docs_folder, asked, capsys):
     code, out, _ = run(capsys, "index", str(docs_folder), "--store", str(tmp_path / "s"), "--model", MODEL)
     assert code == 0
-    assert out.strip() == f"store={tmp_path / 's'} chunks=5 added=4 updated=0 removed=0 unchanged=0 skipped=0"
+    assert out.strip() == f"store={tmp_path / 's'} chunks=5 added=4 updated=0 removed=0 unchanged=0 skipped=0 embedded_with=fake-auto"
 
 
 def test_search_json(store, asked, capsys):

@@ -239,7 +239,7 @@ def test_rag_eval_end_to_end(tmp_path, monkeypatch, capsys):
     folder = write_beir(tmp_path / "ds")
     emb = WordEmbedder()
     loads = []
-    monkeypatch.setattr("indexing.embed.load_embedder", lambda model="", base_url=None: loads.append(model) or emb)
+    monkeypatch.setattr("indexing.embed.load_embedder", lambda model="", base_url=None, backend="auto": loads.append(model) or emb)
     out, png = tmp_path / "eval.json", tmp_path / "sweep.png"
     argv = ["eval", "--dataset", str(folder), "--cache-dir", str(tmp_path / "cache"), "--json", str(out),
             "--plot", str(png), "--budget", "16", "--build-store", "stores/x", "--answers", "3"]
