@@ -56,7 +56,7 @@ static void heap_push(float *val, int64_t *ids, Py_ssize_t k, Py_ssize_t *size, 
     ids[i] = id;
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #include <immintrin.h>
 #define F8_SIMD 32 /* bytes per step */
 /* 32 e4m3 bytes -> 32 float16 (as 2 x 16 float32): sign-extend each byte to 16 bits, shift the
@@ -174,10 +174,12 @@ static int search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float 
 #ifdef _OPENMP
     nt = omp_get_max_threads();
 #endif
-    Py_ssize_t dp = (d + 31) / 32 * 32; /* queries padded with zeros for the SIMD steps */
+    if (nq == 0) return 0;
+    Py_ssize_t dp = (d + 31) / 32 * 32;
     /* queries padded with zeros to a multiple of 4 queries and 32 dimensions for the SIMD steps */
-    float *xq = calloc((size_t)((nq + 3) / 4 * 4 + 1) * dp, sizeof(float));
-    float *work = malloc(sizeof(float) * nt * 2 * TILE * dp); /* per thread: decoded rows + their transpose */
+    float *xq = calloc((size_t)((nq + 3) / 4 * 4) * dp, sizeof(float));
+    /* per thread, for blocks of queries only: decoded rows + their transpose */
+    float *work = malloc(sizeof(float) * (nq > 1 ? nt * 2 * TILE * dp : 1));
     float *hv = malloc(sizeof(float) * nt * nq * k);
     int64_t *hi = malloc(sizeof(int64_t) * nt * nq * k);
     Py_ssize_t *hs = calloc((size_t)nt * nq, sizeof(Py_ssize_t));
@@ -256,8 +258,9 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
     Py_buffer codes, xq, D, I;
     Py_ssize_t n, d, nq, k;
     if (!PyArg_ParseTuple(args, "y*nny*nnw*w*", &codes, &n, &d, &xq, &nq, &k, &D, &I)) return NULL;
-    int ok = n >= 0 && d > 0 && d <= 4096 && nq >= 0 && k > 0 && codes.len >= n * d
-             && xq.len >= (Py_ssize_t)(nq * d * sizeof(float))
+    const Py_ssize_t big = PY_SSIZE_T_MAX / 16; /* sizes below this cannot overflow the products */
+    int ok = n >= 0 && d > 0 && nq >= 0 && k > 0 && n < big / d && nq < big / d && nq < big / k / 64
+             && codes.len >= n * d && xq.len >= (Py_ssize_t)(nq * d * sizeof(float))
              && D.len >= (Py_ssize_t)(nq * k * sizeof(float)) && I.len >= (Py_ssize_t)(nq * k * sizeof(int64_t));
     int failed = 0;
     if (ok) {
@@ -268,7 +271,7 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
     PyBuffer_Release(&codes); PyBuffer_Release(&xq); PyBuffer_Release(&D); PyBuffer_Release(&I);
     if (failed) return PyErr_NoMemory();
     if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "search(codes, n, d, xq, nq, k, D, I): buffer sizes do not match");
+        PyErr_SetString(PyExc_ValueError, "search(codes, n, d, xq, nq, k, D, I): sizes out of range or buffers too small");
         return NULL;
     }
     Py_RETURN_NONE;

@@ -111,7 +111,7 @@ def index_paths(
         for doc, chunks, vectors in _embed_documents(fresh, chunker, embedder, report, progress):
             writer.add(DocumentRecord(doc.path, doc.source, doc.title, doc.sha256), chunks, vectors)
             (report.updated if doc.path in known else report.added).append(doc.source)
-        report.embed_backend = getattr(embedder, "backend", type(embedder).__name__)
+        report.embed_backend = getattr(embedder, "last_backend", type(embedder).__name__)
         if base is not None and not report.changed:  # every fresh file was skipped: keep the store as is
             writer.abort()
             report.chunks, report.manifest = base.n, base.manifest

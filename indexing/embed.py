@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -39,24 +40,28 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model. The default is the bundled, offline all-MiniLM-L6-v2.
 
     ``backend`` runs document embedding through torch or OpenVINO (``indexing.embed_openvino``,
-    bfloat16 where the CPU has it: ~2x torch, bench/embed_speed.py). ``auto`` uses OpenVINO when
-    it is installed and a call embeds at least OPENVINO_MIN_TEXTS texts, torch otherwise (and if
-    conversion fails). Queries always use torch: they are short and need no conversion at start.
+    bfloat16 where the CPU has it: ~2x torch, bench/embed_speed.py). ``auto`` (what ``rag index``
+    uses) switches to OpenVINO for a call of at least OPENVINO_MIN_TEXTS texts, and stays on torch
+    if the model does not convert faithfully. Queries always use torch: short, and no conversion.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu", backend: str = "auto") -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu", backend: str = "torch") -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.model_id = model
         self.batch_size = batch_size
-        self.backend = backend  # becomes "torch" or "openvino-bf16"/"openvino-f32" once used
+        self.backend = backend  # what was asked for
+        self.last_backend = ""  # what embedded the last documents: torch, openvino-bf16 or openvino-f32
         self._openvino = None
+        self._lock = threading.Lock()
         self._model = _load_sentence_transformer(model, device)
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = get_dim()
         if not dim:
             raise EmbeddingError(f"model {model!r} does not report an embedding dimension")
         self.dim = int(dim)
+        if backend == "openvino":
+            self._convert()
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -67,34 +72,28 @@ class SentenceTransformerEmbedder:
         return normalize(x)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if self._use_openvino(len(texts)):
-            return normalize(self._openvino.encode(list(texts), self.batch_size))  # type: ignore[union-attr]
-        return self._encode(texts)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        if self.backend == "auto" and self._openvino is None and len(texts) >= OPENVINO_MIN_TEXTS:
+            try:
+                self._convert()
+            except EmbeddingError:
+                self.backend = "torch"  # not faithful or not convertible: stay on torch for good
+        if self._openvino is None:
+            self.last_backend = "torch"
+            return self._encode(texts)
+        self.last_backend = f"openvino-{self._openvino.precision}"
+        return normalize(self._openvino.encode(list(texts), self.batch_size))
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts)
 
-    def _use_openvino(self, n: int) -> bool:
-        if self._openvino is not None:
-            return True
-        if self.backend != "openvino" and (self.backend != "auto" or n < OPENVINO_MIN_TEXTS):
-            return False
-        from indexing.embed_openvino import OpenVINOEncoder, openvino_available
+    def _convert(self) -> None:
+        from indexing.embed_openvino import OpenVINOEncoder
 
-        if not openvino_available():
-            if self.backend == "openvino":
-                raise ConfigError("the openvino backend needs the openvino package: pip install openvino")
-            self.backend = "torch"
-            return False
-        try:
-            self._openvino = OpenVINOEncoder(self._model)
-        except EmbeddingError:
-            if self.backend == "openvino":
-                raise
-            self.backend = "torch"
-            return False
-        self.backend = f"openvino-{self._openvino.precision}"
-        return True
+        with self._lock:
+            if self._openvino is None:
+                self._openvino = OpenVINOEncoder(self._model)
 
 
 def _load_sentence_transformer(model: str, device: str):  # type: ignore[no-untyped-def]
@@ -171,9 +170,11 @@ def _pooled(embedding: list[float] | list[list[float]]) -> np.ndarray:
     return x
 
 
-def load_embedder(model: str = DEFAULT_MODEL, base_url: str | None = None, backend: str = "auto") -> Embedder:
+def load_embedder(model: str = DEFAULT_MODEL, base_url: str | None = None, backend: str = "torch") -> Embedder:
     """``openai/<name>`` gives OpenAIEmbedder; anything else is a sentence-transformers name or
-    path, with document embedding through ``backend`` (auto, torch or openvino)."""
+    path, with document embedding through ``backend`` (torch, openvino, or auto)."""
     if model.startswith("openai/"):
+        if backend == "openvino":
+            raise ConfigError(f"{model} is embedded by the API: the openvino backend applies to local models only")
         return OpenAIEmbedder(model.removeprefix("openai/"), base_url=base_url)
     return SentenceTransformerEmbedder(model, backend=backend)

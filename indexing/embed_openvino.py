@@ -3,12 +3,14 @@
 The sentence-transformers model's transformer is converted in memory (``ov.convert_model``, no
 files, ~2 s for MiniLM) and compiled for the CPU in bfloat16 where the CPU has it (AVX512-BF16 or
 AMX; elsewhere OpenVINO runs float32). Tokenising, pooling and normalising stay the model's own
-sentence-transformers modules, so the vectors match the torch path (cosine >= 0.999, tested).
-``bench/embed_speed.py`` measures the speed-up and nDCG@10 against torch.
+sentence-transformers modules. The converted pipeline must reproduce ``SentenceTransformer.encode``
+on probe texts (cosine >= PROBE_MIN_COSINE) or the encoder refuses the model (prompts, truncation
+or unusual modules would differ). ``bench/embed_speed.py`` measures speed and nDCG@10 vs torch.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -18,72 +20,100 @@ import numpy as np
 from indexing.errors import EmbeddingError
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+PROBE = ["a probe sentence", "another, slightly longer probe sentence about retrieval", ""]
+PROBE_MIN_COSINE = 0.999
+_CONVERT_LOCK = threading.Lock()  # tracing touches process-wide logging/warning state
 
 
 class OpenVINOEncoder:
-    """Encodes texts like ``SentenceTransformer.encode`` with the transformer run by OpenVINO."""
+    """Encodes texts like ``SentenceTransformer.encode`` with the transformer run by OpenVINO.
+    Safe to call from several threads (one inference request per call)."""
 
     def __init__(self, model: Any, precision: str = "bf16") -> None:
-        import openvino as ov
-        import torch
-        from transformers.utils import logging as hf_logging
-
         self._st = model
-        self._tail = list(model)[1:]  # pooling, normalisation, dense layers: run as they are
-        auto = getattr(model[0], "auto_model", None)
-        probe = model.preprocess(["a probe sentence", "another, slightly longer probe sentence"])
-        self._inputs = [k for k in INPUTS if isinstance(probe.get(k), torch.Tensor)]
-        if auto is None or "input_ids" not in self._inputs:
-            raise EmbeddingError("OpenVINO backend: the model's first module is not a Hugging Face transformer")
-        verbosity = hf_logging.get_verbosity()
+        self.dim = 0  # set from the probe
         try:
-            hf_logging.set_verbosity_error()  # config notes printed while tracing
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
-                ov_model = ov.convert_model(
-                    _last_hidden_state(auto.eval(), self._inputs),
-                    example_input={k: probe[k] for k in self._inputs},
-                    input=[(k, ov.PartialShape([-1, -1]), ov.Type.i64) for k in self._inputs],
-                )
-            self._compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
-        except Exception as exc:  # conversion failures come as many types
+            with _CONVERT_LOCK:
+                self._compiled, self._inputs = _compile(model, precision)
+            hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+            self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # "bf16" or "f32"
+            self._tail = list(model)[1:]  # pooling, normalisation, dense layers: run as they are
+            got = self.encode(PROBE, batch_size=len(PROBE))
+            self.dim = got.shape[1]
+            want = np.asarray(model.encode(PROBE, convert_to_numpy=True, show_progress_bar=False), np.float32)
+        except EmbeddingError:
+            raise
+        except Exception as exc:  # conversion and tracing failures come as many types
             raise EmbeddingError(f"OpenVINO could not convert this model ({exc}); use the torch backend") from exc
-        finally:
-            hf_logging.set_verbosity(verbosity)
-        hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # "bf16" or "f32"
+        cos = _cosines(got, want) if got.shape == want.shape else np.zeros(1)
+        if cos.min() < PROBE_MIN_COSINE:
+            raise EmbeddingError(
+                f"OpenVINO output differs from sentence-transformers on probe texts (cosine {cos.min():.4f}; "
+                "prompts, truncation or custom modules?); use the torch backend"
+            )
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         """(n, dim) float32 sentence embeddings; batches of similar length (longest first)."""
         import torch
 
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        out: np.ndarray | None = None
-        for i0 in range(0, len(texts), batch_size):
-            rows = order[i0 : i0 + batch_size]
-            features = self._st.preprocess([texts[i] for i in rows])
-            hidden = self._compiled({k: features[k].numpy() for k in self._inputs})[0]  # (b, tokens, hidden)
-            features["token_embeddings"] = torch.from_numpy(np.ascontiguousarray(hidden, np.float32))
-            with torch.no_grad():
-                for module in self._tail:
-                    features = module(features)
-            emb = features["sentence_embedding"].numpy()  # (b, dim)
-            if out is None:
-                out = np.empty((len(texts), emb.shape[1]), np.float32)
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        request = self._compiled.create_infer_request()  # per call: concurrent callers never share one
+        try:
+            for i0 in range(0, len(texts), batch_size):
+                rows = order[i0 : i0 + batch_size]
+                features = self._st.preprocess([texts[i] for i in rows])
+                hidden = request.infer({k: features[k].numpy() for k in self._inputs})[0]  # (b, tokens, hidden)
+                features["token_embeddings"] = torch.from_numpy(np.ascontiguousarray(hidden, np.float32))
+                with torch.no_grad():
+                    for module in self._tail:
+                        features = module(features)
+                parts.append((rows, features["sentence_embedding"].float().numpy()))  # (b, dim)
+        except Exception as exc:
+            raise EmbeddingError(f"OpenVINO embedding failed: {exc}") from exc
+        out = np.empty((len(texts), parts[0][1].shape[1]), np.float32)
+        for rows, emb in parts:
             out[rows] = emb
-        return out if out is not None else np.zeros((0, 0), np.float32)
+        return out
+
+
+def _compile(model: Any, precision: str) -> tuple[Any, list[str]]:
+    """The model's transformer as an OpenVINO compiled model with dynamic (batch, tokens) inputs."""
+    import openvino as ov
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    auto = getattr(model[0], "auto_model", None)
+    probe = model.preprocess(PROBE[:2])
+    inputs = [k for k in INPUTS if isinstance(probe.get(k), torch.Tensor)]
+    if auto is None or "input_ids" not in inputs:
+        raise EmbeddingError("OpenVINO backend: the model's first module is not a Hugging Face transformer")
+    verbosity = hf_logging.get_verbosity()
+    try:
+        hf_logging.set_verbosity_error()  # config notes printed while tracing
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
+            ov_model = ov.convert_model(
+                _last_hidden_state(auto.eval(), inputs),
+                example_input={k: probe[k] for k in inputs},
+                input=[(k, ov.PartialShape([-1, -1]), ov.Type.i64) for k in inputs],
+            )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": precision}), inputs
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of (n, d) arrays; zero rows count as equal to zero rows."""
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both_zero = (na < 1e-12) & (nb < 1e-12)
+    return np.where(both_zero, 1.0, (a * b).sum(axis=1) / np.maximum(na * nb, 1e-12))
 
 
 def _last_hidden_state(auto: Any, names: list[str]) -> Any:
-    """The transformer as a torch module of positional token tensors, for tracing."""
+    """The transformer as a torch module of the token tensors, for tracing."""
     import torch
 
     class LastHiddenState(torch.nn.Module):

@@ -40,8 +40,6 @@ def float8_search(index, codec: Float8Codec, xr: np.ndarray, k: int) -> tuple[np
         return index.search(np.ascontiguousarray(xr, np.float32), k)
     codes = codes_view(index)
     n, p = codes.shape
-    if p > 4096:  # the kernel's row buffer; FAISS's own scan handles any width
-        return index.search(np.ascontiguousarray(xr, np.float32), k)
     xs = np.ascontiguousarray(np.asarray(xr, np.float32) * codec.scale)  # (nq, p): the scale folded into the query
     nq = len(xs)
     D = np.empty((nq, k), np.float32)

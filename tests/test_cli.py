@@ -24,7 +24,7 @@ def asked(monkeypatch, fake_embedder) -> list[str]:
     def load_embedder(model: str = MODEL, base_url: str | None = None, backend: str = "auto"):  # type: ignore[no-untyped-def]
         names.append(model)
         fake = type(fake_embedder)()
-        fake.backend = f"fake-{backend}"  # what `rag index` reports as embedded_with
+        fake.last_backend = f"fake-{backend}"  # what `rag index` reports as embedded_with
         return fake
 
     for module in (indexing.embed, indexing.build, rag.retrieve):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
 import indexing.embed
 import indexing.embed_openvino
-from indexing.embed import SentenceTransformerEmbedder
+from indexing.embed import SentenceTransformerEmbedder, load_embedder
 from indexing.errors import ConfigError, EmbeddingError
 
 TEXTS = [
@@ -34,12 +36,24 @@ def openvino_embedder() -> SentenceTransformerEmbedder:
 def test_openvino_matches_torch_row_by_row(torch_embedder, openvino_embedder) -> None:
     reference = torch_embedder.embed_documents(TEXTS)  # (n, 384)
     got = openvino_embedder.embed_documents(TEXTS)
-    assert openvino_embedder.backend.startswith("openvino-")
+    assert openvino_embedder.last_backend.startswith("openvino-") and torch_embedder.last_backend == "torch"
     assert got.shape == reference.shape and got.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     cos = (got * reference).sum(axis=1)
     assert cos.min() > 0.999, cos  # rows come back in input order despite length sorting
     assert np.argmax(got @ reference.T, axis=1).tolist() == list(range(len(TEXTS)))  # each text's own row is nearest
+
+
+def test_empty_input_keeps_the_width(openvino_embedder) -> None:
+    assert openvino_embedder.embed_documents([]).shape == (0, 384)
+
+
+def test_concurrent_calls_share_one_compiled_model(torch_embedder, openvino_embedder) -> None:
+    reference = torch_embedder.embed_documents(TEXTS)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: openvino_embedder.embed_documents(TEXTS[i:] + TEXTS[:i]), range(8)))
+    for i, got in enumerate(results):
+        assert (got * np.roll(reference, -i, axis=0)).sum(axis=1).min() > 0.999
 
 
 def test_queries_use_torch(torch_embedder, openvino_embedder) -> None:
@@ -49,25 +63,25 @@ def test_queries_use_torch(torch_embedder, openvino_embedder) -> None:
 def test_auto_converts_only_for_large_calls(torch_embedder, monkeypatch) -> None:
     auto = SentenceTransformerEmbedder(backend="auto")
     auto.embed_documents(TEXTS)
-    assert auto.backend == "auto" and auto._openvino is None  # 7 texts: conversion not worth ~3 s
+    assert auto.last_backend == "torch"  # 7 texts: conversion (~3 s) not worth it
     monkeypatch.setattr(indexing.embed, "OPENVINO_MIN_TEXTS", 5)
     got = auto.embed_documents(TEXTS)
-    assert auto.backend.startswith("openvino-")
+    assert auto.last_backend.startswith("openvino-")
     assert (got * torch_embedder.embed_documents(TEXTS)).sum(axis=1).min() > 0.999
 
 
-def test_failed_conversion_falls_back_in_auto_and_raises_when_asked(monkeypatch) -> None:
-    def broken(model):  # type: ignore[no-untyped-def]
-        raise EmbeddingError("OpenVINO could not convert this model")
-
-    monkeypatch.setattr(indexing.embed_openvino, "OpenVINOEncoder", broken)
+def test_unfaithful_conversion_is_refused_and_auto_stays_on_torch(monkeypatch) -> None:
+    monkeypatch.setattr(indexing.embed_openvino, "PROBE_MIN_COSINE", 1.5)  # no conversion can pass
+    with pytest.raises(EmbeddingError, match="differs from sentence-transformers"):
+        SentenceTransformerEmbedder(backend="openvino")
     monkeypatch.setattr(indexing.embed, "OPENVINO_MIN_TEXTS", 1)
     auto = SentenceTransformerEmbedder(backend="auto")
-    assert auto.embed_documents(TEXTS[:2]).shape == (2, 384) and auto.backend == "torch"
-    with pytest.raises(EmbeddingError, match="could not convert"):
-        SentenceTransformerEmbedder(backend="openvino").embed_documents(TEXTS[:2])
+    assert auto.embed_documents(TEXTS[:2]).shape == (2, 384)
+    assert auto.last_backend == "torch" and auto.backend == "torch"
 
 
-def test_unknown_backend_is_a_config_error() -> None:
+def test_bad_backend_choices_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="auto, torch, openvino"):
         SentenceTransformerEmbedder(backend="onnx")
+    with pytest.raises(ConfigError, match="local models only"):
+        load_embedder("openai/text-embedding-3-small", backend="openvino")
