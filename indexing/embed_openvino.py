@@ -96,7 +96,7 @@ def _compile(model: Any, precision: str) -> tuple[Any, list[str]]:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
             ov_model = ov.convert_model(
-                _last_hidden_state(auto.eval(), inputs),
+                _last_hidden_state(auto.train(False), inputs),
                 example_input={k: probe[k] for k in inputs},
                 input=[(k, ov.PartialShape([-1, -1]), ov.Type.i64) for k in inputs],
             )
