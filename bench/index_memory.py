@@ -7,7 +7,7 @@ measurement is the store pipeline's memory, not a model's. The writer buffers
 ``CompressionSettings.fit_sample`` vectors to fit PCA, then streams; what should grow with
 ``n`` is only the first-stage codes held by the FAISS index (``bytes_per_vector``).
 
-    python -m bench.index_memory --sizes 20000,50000,100000 --json bench/results/index_memory.json
+    python -m bench.index_memory --sizes 20000,50000,100000 --json bench/results/index_memory_v2.json
 """
 
 from __future__ import annotations

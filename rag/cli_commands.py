@@ -21,7 +21,7 @@ def add_commands(sub: Any) -> None:
     group.add_argument("--pca-variance", type=float, default=None, help="keep this share of energy, e.g. 0.95")
     p.add_argument("--dtype", choices=["float8", "float16", "float32", "sq8"], default=None, help="first-stage codes (default float8)")
     p.add_argument("--full-dtype", choices=["float8", "float16"], default=None, help="rerank vectors (float16: 2x disk, more recall on huge stores)")
-    p.add_argument("--ann", choices=["flat", "ivf", "auto"], default="auto", help="auto: flat float8 scan below 2M chunks, IVF above")
+    p.add_argument("--ann", choices=["flat", "ivf", "auto"], default="auto", help="auto: flat float8 scan below 10M chunks, IVF above")
     p.add_argument("--chunk-tokens", type=int, default=256)
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--refit", action="store_true", help="rebuild from scratch (new PCA basis)")
