@@ -5,7 +5,8 @@
  * Why not FAISS's own PQ scan: it does one table lookup per byte (~8x slower per byte than this).
  * With AVX-512 (BW, VL) each 32 code bytes become float16 by moving bit fields (e4m3 and float16
  * differ only in exponent bias, folded into the query as 2^8) and float32 by vcvtph2ps; a single
- * query scores four rows per step (independent FMA chains, one shared horizontal reduction); a
+ * query scores four rows per step (independent FMA chains, one shared horizontal reduction), with
+ * AVX512-BF16 as bfloat16 pairs in vdpbf16ps instead (integer ops only, see dot_rows4_bf16); a
  * block of queries decodes 16 rows once into a column tile and scores four queries at a time with
  * broadcast FMAs. Without AVX-512 a portable loop decodes byte by byte. Codes are written
  * flush-to-zero (no subnormals) and never NaN (0x7f/0xff); such bytes, if found, count as 0 in
@@ -117,6 +118,53 @@ static inline void dot_rows4(const uint8_t *c, const float *q, Py_ssize_t d, flo
 }
 #define ROWS_PER_STEP 4
 
+#ifdef __AVX512BF16__
+#define BF16_SINGLE 1
+#define BF16_MAX_DIMS 4096
+/* One query, AVX512-BF16: e4m3 is bfloat16 with a 4-bit exponent, so each byte becomes bf16 by
+ * integer ops alone (exponent bias 7 -> 127: shift, mask, add 120 << 7; sign-extension carries the
+ * sign to bit 15), and vdpbf16ps multiplies 32 pairs per instruction. The query is split into
+ * bf16 hi + lo parts (~16 mantissa bits), so scores match the float path to ~1e-5. */
+static inline __m512i f8x32_to_bf16(const uint8_t *c, __mmask32 m) {
+    __m256i b = _mm256_maskz_loadu_epi8(m, c);
+    __m256i mag = _mm256_and_si256(b, _mm256_set1_epi8(0x7F));
+    __mmask32 ok = _mm256_cmplt_epu8_mask(_mm256_sub_epi8(mag, _mm256_set1_epi8(8)), _mm256_set1_epi8(0x77));
+    __m512i w = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(b), 4), _mm512_set1_epi16((short)0x87F0));
+    return _mm512_maskz_add_epi16(ok, w, _mm512_set1_epi16(0x3C00)); /* zero where exponent 0 or NaN */
+}
+
+static inline void dot_rows4_bf16(const uint8_t *c, const uint16_t *qh, const uint16_t *ql, Py_ssize_t d, float out[4]) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (Py_ssize_t j = 0; j < d; j += F8_SIMD) {
+        __mmask32 m = step_mask(d, j);
+        __m512bh h = (__m512bh)_mm512_loadu_si512(qh + j), l = (__m512bh)_mm512_loadu_si512(ql + j);
+        for (int r = 0; r < 4; r++) {
+            __m512bh x = (__m512bh)f8x32_to_bf16(c + r * d + j, m);
+            acc[r] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[r], x, h), x, l);
+        }
+    }
+    __m256 t[4];
+    for (int r = 0; r < 4; r++)
+        t[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]), _mm512_extractf32x8_ps(acc[r], 1));
+    __m256 ab = _mm256_hadd_ps(t[0], t[1]), ef = _mm256_hadd_ps(t[2], t[3]);
+    __m256 abef = _mm256_hadd_ps(ab, ef);
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abef), _mm256_extractf128_ps(abef, 1)));
+}
+
+static inline uint16_t to_bf16(float f) { /* round to nearest even */
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float from_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+#endif
+
 static inline void decode_row(const uint8_t *c, float *row, Py_ssize_t d) {
     for (Py_ssize_t j = 0; j < d; j += F8_SIMD) {
         __m512 lo, hi;
@@ -189,6 +237,17 @@ static int search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float 
     }
     for (Py_ssize_t q = 0; q < nq; q++)
         for (Py_ssize_t j = 0; j < d; j++) xq[q * dp + j] = xq_in[q * d + j] * QUERY_SCALE;
+#ifdef BF16_SINGLE
+    uint16_t qbf[2 * BF16_MAX_DIMS]; /* one query as bf16 hi, lo (zero-padded); wider queries use the float path */
+    int use_bf16 = nq == 1 && dp <= BF16_MAX_DIMS;
+    if (use_bf16) {
+        memset(qbf, 0, sizeof(uint16_t) * 2 * dp);
+        for (Py_ssize_t j = 0; j < d; j++) {
+            qbf[j] = to_bf16(xq_in[j]);
+            qbf[dp + j] = to_bf16(xq_in[j] - from_bf16(qbf[j]));
+        }
+    }
+#endif
     #pragma omp parallel num_threads(nt)
     {
         int t = 0;
@@ -203,7 +262,13 @@ static int search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float 
             for (Py_ssize_t b = 0; b < nb; b++) {
                 Py_ssize_t i0 = b * ROWS_PER_STEP;
                 float s[ROWS_PER_STEP];
-                if (i0 + ROWS_PER_STEP <= n) dot_rows4(codes + i0 * d, xq, d, s);
+                if (i0 + ROWS_PER_STEP <= n) {
+#ifdef BF16_SINGLE
+                    if (use_bf16) dot_rows4_bf16(codes + i0 * d, qbf, qbf + dp, d, s);
+                    else
+#endif
+                    dot_rows4(codes + i0 * d, xq, d, s);
+                }
                 else for (Py_ssize_t r = 0; i0 + r < n; r++) s[r] = dot_row(codes + (i0 + r) * d, xq, d);
                 for (Py_ssize_t r = 0; r < ROWS_PER_STEP && i0 + r < n; r++)
                     if (hs[t] < k || s[r] > v[0]) heap_push(v, id, k, hs + t, s[r], (int64_t)(i0 + r));

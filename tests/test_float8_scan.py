@@ -71,7 +71,7 @@ def test_corrupt_nan_and_subnormal_bytes_score_zero_in_both_scans() -> None:
     np.testing.assert_allclose(D[0, 0], codec.scale[0] * 1.0, rtol=1e-6)
 
 
-@pytest.mark.parametrize("d", [5, 32, 45, 96, 130])
+@pytest.mark.parametrize("d", [5, 32, 45, 96, 130, 4100])
 @pytest.mark.parametrize("nq", [1, 6])
 def test_any_width_and_row_count(d: int, nq: int) -> None:
     """Widths that are not a multiple of the 32-byte SIMD step, row counts that are not a multiple
