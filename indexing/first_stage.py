@@ -20,10 +20,10 @@ from indexing.errors import ConfigError
 
 ANN_KINDS = ("flat", "ivf", "auto")
 INDEX_CODES = {"float8": "FP8E4M3", "float16": "SQfp16", "float32": "Flat", "sq8": "SQ8"}  # manifest index_key parts
-# auto -> IVF from this size. The flat float8 kernel scans 1M x 96 codes in ~5 ms on 2 cores,
-# ~9x faster per byte than the PQ table scan FAISS's IVF uses, so IVF only wins where it probes
-# under ~1/9 of the lists; on the 1M benchmark that costs recall (bench/README.md). Flat stays
-# the default until a scan nears ~50 ms per query (10M chunks); --ann ivf opts in earlier.
+# auto -> IVF from this size. The flat float8 kernel scans 1M x 96 codes in ~3.5 ms on 2 cores,
+# ~12x faster per byte than the PQ table scan FAISS's IVF uses, so IVF only wins where it probes
+# under ~1/12 of the lists; on the 1M benchmark that costs recall (bench/README.md). Flat stays
+# the default until a scan nears ~35 ms per query (10M chunks); --ann ivf opts in earlier.
 IVF_MIN_VECTORS = 10_000_000
 
 
