@@ -32,7 +32,7 @@ class IndexReport:
     skipped: list[Skipped] = field(default_factory=list)
     chunks: int = 0
     manifest: dict[str, Any] | None = None
-    embed_backend: str = ""  # what embedded the documents: torch, openvino (bf16|f32), or the API
+    embed_backend: str = ""  # what embedded the documents: torch, openvino-bf16|f32, or the embedder class
 
     @property
     def changed(self) -> bool:
