@@ -60,14 +60,21 @@ static void heap_push(float *val, int64_t *ids, Py_ssize_t k, Py_ssize_t *size, 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #include <immintrin.h>
 #define F8_SIMD 32 /* bytes per step */
-/* 32 e4m3 bytes -> 32 float16 (as 2 x 16 float32): sign-extend each byte to 16 bits, shift the
- * exponent and mantissa into float16 position (bias 7 -> 15, so values come out 2^-8 too small;
- * the caller folds 2^8 into the query), keep the sign bit. Exponent-0 and NaN bytes, which are
- * never written, are zeroed first so both scans agree on corrupt codes. `m` masks d % 32. */
-static inline void f8x32_to_f32(const uint8_t *c, __mmask32 m, __m512 *lo, __m512 *hi) {
+/* 32 code bytes (`m` masks d % 32) and which of them are valid e4m3: exponent-0 and NaN bytes,
+ * never written, count as 0 so every path agrees with the IndexPQ codebook on corrupt codes. */
+static inline __m256i load_codes(const uint8_t *c, __mmask32 m, __mmask32 *ok) {
     __m256i b = _mm256_maskz_loadu_epi8(m, c);
     __m256i mag = _mm256_and_si256(b, _mm256_set1_epi8(0x7F));
-    __mmask32 ok = _mm256_cmplt_epu8_mask(_mm256_sub_epi8(mag, _mm256_set1_epi8(8)), _mm256_set1_epi8(0x77));
+    *ok = _mm256_cmplt_epu8_mask(_mm256_sub_epi8(mag, _mm256_set1_epi8(8)), _mm256_set1_epi8(0x77));
+    return b;
+}
+
+/* 32 e4m3 bytes -> 32 float16 (as 2 x 16 float32): sign-extend each byte to 16 bits, shift the
+ * exponent and mantissa into float16 position (bias 7 -> 15, so values come out 2^-8 too small;
+ * the caller folds 2^8 into the query), keep the sign bit. */
+static inline void f8x32_to_f32(const uint8_t *c, __mmask32 m, __m512 *lo, __m512 *hi) {
+    __mmask32 ok;
+    __m256i b = load_codes(c, m, &ok);
     __m512i w = _mm512_cvtepi8_epi16(_mm256_maskz_mov_epi8(ok, b));
     __m512i h = _mm512_and_si512(_mm512_slli_epi16(w, 7), _mm512_set1_epi16((short)0xBF80));
     *lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
@@ -79,8 +86,8 @@ static inline __mmask32 step_mask(Py_ssize_t d, Py_ssize_t j) {
     return left >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << left) - 1u);
 }
 
-/* acc += row . q (16 lanes, not yet summed); q is zero-padded to a multiple of 32, scaled by 2^8 */
-static inline __m512 dot_lanes(const uint8_t *c, const float *q, Py_ssize_t d) {
+/* row . q; q is zero-padded to a multiple of 32 and scaled by 2^8 */
+static inline float dot_row(const uint8_t *c, const float *q, Py_ssize_t d) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (Py_ssize_t j = 0; j < d; j += F8_SIMD) {
         __m512 lo, hi;
@@ -88,15 +95,20 @@ static inline __m512 dot_lanes(const uint8_t *c, const float *q, Py_ssize_t d) {
         acc0 = _mm512_fmadd_ps(lo, _mm512_loadu_ps(q + j), acc0);
         acc1 = _mm512_fmadd_ps(hi, _mm512_loadu_ps(q + j + 16), acc1);
     }
-    return _mm512_add_ps(acc0, acc1);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-static inline float dot_row(const uint8_t *c, const float *q, Py_ssize_t d) {
-    return _mm512_reduce_add_ps(dot_lanes(c, q, d));
+/* out[r] = the 16-lane sum of acc[r], for four rows: one shuffle tree instead of four */
+static inline void row_sums4(const __m512 acc[4], float out[4]) {
+    __m256 h[4];
+    for (int r = 0; r < 4; r++) /* 512 -> 256: fold the halves */
+        h[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]), _mm512_extractf32x8_ps(acc[r], 1));
+    __m256 ab = _mm256_hadd_ps(h[0], h[1]), ef = _mm256_hadd_ps(h[2], h[3]);
+    __m256 abef = _mm256_hadd_ps(ab, ef); /* row sums of the four, split over the two 128-bit halves */
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abef), _mm256_extractf128_ps(abef, 1)));
 }
 
-/* four rows at once, interleaved (four independent FMA chains); their lane sums are reduced
- * together (one shuffle tree instead of four) */
+/* four rows at once, interleaved: four independent FMA chains */
 static inline void dot_rows4(const uint8_t *c, const float *q, Py_ssize_t d, float out[4]) {
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     for (Py_ssize_t j = 0; j < d; j += F8_SIMD) {
@@ -109,12 +121,7 @@ static inline void dot_rows4(const uint8_t *c, const float *q, Py_ssize_t d, flo
             acc[r] = _mm512_fmadd_ps(hi, qhi, acc[r]);
         }
     }
-    __m256 h[4];
-    for (int r = 0; r < 4; r++) /* 512 -> 256: fold the halves */
-        h[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]), _mm512_extractf32x8_ps(acc[r], 1));
-    __m256 ab = _mm256_hadd_ps(h[0], h[1]), ef = _mm256_hadd_ps(h[2], h[3]);
-    __m256 abef = _mm256_hadd_ps(ab, ef); /* row sums of the four, split over the two 128-bit halves */
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abef), _mm256_extractf128_ps(abef, 1)));
+    row_sums4(acc, out);
 }
 #define ROWS_PER_STEP 4
 
@@ -126,9 +133,8 @@ static inline void dot_rows4(const uint8_t *c, const float *q, Py_ssize_t d, flo
  * sign to bit 15), and vdpbf16ps multiplies 32 pairs per instruction. The query is split into
  * bf16 hi + lo parts (~16 mantissa bits), so scores match the float path to ~1e-5. */
 static inline __m512i f8x32_to_bf16(const uint8_t *c, __mmask32 m) {
-    __m256i b = _mm256_maskz_loadu_epi8(m, c);
-    __m256i mag = _mm256_and_si256(b, _mm256_set1_epi8(0x7F));
-    __mmask32 ok = _mm256_cmplt_epu8_mask(_mm256_sub_epi8(mag, _mm256_set1_epi8(8)), _mm256_set1_epi8(0x77));
+    __mmask32 ok;
+    __m256i b = load_codes(c, m, &ok);
     __m512i w = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(b), 4), _mm512_set1_epi16((short)0x87F0));
     return _mm512_maskz_add_epi16(ok, w, _mm512_set1_epi16(0x3C00)); /* zero where exponent 0 or NaN */
 }
@@ -143,12 +149,7 @@ static inline void dot_rows4_bf16(const uint8_t *c, const uint16_t *qh, const ui
             acc[r] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[r], x, h), x, l);
         }
     }
-    __m256 t[4];
-    for (int r = 0; r < 4; r++)
-        t[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]), _mm512_extractf32x8_ps(acc[r], 1));
-    __m256 ab = _mm256_hadd_ps(t[0], t[1]), ef = _mm256_hadd_ps(t[2], t[3]);
-    __m256 abef = _mm256_hadd_ps(ab, ef);
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abef), _mm256_extractf128_ps(abef, 1)));
+    row_sums4(acc, out);
 }
 
 static inline uint16_t to_bf16(float f) { /* round to nearest even */
