@@ -59,9 +59,10 @@ class Timeit:
 
 
 def recall_at_k(I: np.ndarray, gt: np.ndarray, k: int) -> float:
-    """Mean over queries of |I[:, :k] & gt[:, :k]| / k. I, gt: (nq, >=k) row ids."""
-    hits = [len(np.intersect1d(a[:k], b[:k])) for a, b in zip(I, gt)]
-    return float(np.mean(hits)) / k
+    """Mean over queries of |I[:, :k] & gt[:, :k]| / k. I, gt: (nq, >=k) row ids; gt is complete."""
+    from rag.evaluate import overlap_at_k
+
+    return overlap_at_k(I[:, :k], gt[:, :k])
 
 
 def latency(search: Callable[[np.ndarray], Any], xq: np.ndarray, warmup: int = 5, threads: int = 1) -> dict[str, float]:

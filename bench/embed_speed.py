@@ -1,24 +1,24 @@
 """Document-embedding throughput of the product's backends, and the ranking quality they keep.
 
-    python -m bench.embed_speed [--docs 0] [--json bench/results/embed_speed_v2.json]
+    python -m bench.embed_speed [--docs N] [--json bench/results/embed_speed_v2.json]
 
 Backends (``indexing.embed.SentenceTransformerEmbedder``, bundled all-MiniLM-L6-v2, batch 64):
 ``torch`` (sentence-transformers as is, float32) and ``openvino`` (``indexing.embed_openvino``:
 the transformer converted in memory, bfloat16 where the CPU has it), plus, as a reference that
 needs no extra package, torch under ``torch.autocast(bfloat16)``.
 
-Texts: SciFact abstracts (``title + " " + text``, as ``rag eval`` embeds them), the whole corpus
-by default (``--docs N``: every document relevant to a test query plus the first others). The
+Texts: SciFact abstracts, loaded and joined (``title + " " + text``) by ``rag.evaluate.load_beir``
+as ``rag eval`` does; the whole corpus by default (``--docs N``: every document relevant to a
+test query plus a seeded sample of the others). The
 backends take turns on each block of 256 texts (the indexer's batch), so load from other jobs
 hits them alike; chunks/s and the speed-up come from the summed times. Quality: nDCG@10 of the
 300 test queries (embedded with torch, as the product does) against each backend's corpus
-vectors (pytrec_eval ``ndcg_cut_10``), and the minimum cosine to the torch vectors.
+vectors (``rag.evaluate.retrieval_metrics``), and the minimum cosine to the torch vectors.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Callable
@@ -27,36 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, write_json
+from bench.vectors import SCIFACT
+from rag.evaluate import load_beir, retrieval_metrics, run_from_ids
 
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
 BLOCK = 256  # texts per turn: indexing.build.EMBED_BATCH
-
-
-def load_scifact(root: Path, n_docs: int) -> tuple[list[str], list[str], list[str], list[str], dict[str, dict[str, int]]]:
-    """doc_ids, doc_texts, query_ids, query_texts, qrels (test split). n_docs 0 = the whole corpus."""
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (root / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        qid, did, score = line.split("\t")
-        qrels.setdefault(qid, {})[did] = int(score)
-    docs = [json.loads(line) for line in open(root / "corpus.jsonl")]
-    if n_docs:
-        relevant = {d for rel in qrels.values() for d in rel}
-        docs = [d for d in docs if d["_id"] in relevant] + [d for d in docs if d["_id"] not in relevant]
-        docs = docs[:n_docs]
-    queries = {q["_id"]: q["text"] for q in map(json.loads, open(root / "queries.jsonl"))}
-    qids = [q for q in qrels if q in queries]
-    return ([d["_id"] for d in docs], [f"{d.get('title', '')} {d['text']}".strip() for d in docs],
-            qids, [queries[q] for q in qids], qrels)
-
-
-def ndcg10(xq: np.ndarray, xb: np.ndarray, qids: list[str], dids: list[str], qrels: dict[str, dict[str, int]]) -> float:
-    import pytrec_eval
-
-    S = xq @ xb.T  # (nq, nb)
-    top = np.argsort(-S, axis=1)[:, :100]
-    run = {q: {dids[j]: float(S[i, j]) for j in top[i]} for i, q in enumerate(qids)}
-    res = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
-    return float(np.mean([r["ndcg_cut_10"] for r in res.values()]))
 
 
 def backends(batch: int) -> tuple[dict[str, Callable[[list[str]], np.ndarray]], str, Callable[[list[str]], np.ndarray]]:
@@ -80,14 +54,13 @@ def backends(batch: int) -> tuple[dict[str, Callable[[list[str]], np.ndarray]], 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, default=SCIFACT)
-    ap.add_argument("--docs", type=int, default=0, help="0 = the whole corpus")
+    ap.add_argument("--docs", type=int, default=None, help="default: the whole corpus")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--json", default="bench/results/embed_speed_v2.json")
     args = ap.parse_args()
-    if not (args.dataset / "corpus.jsonl").is_file():
-        raise SystemExit(f"no SciFact at {args.dataset}: pass --dataset (BEIR layout)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    dids, texts, qids, qtexts, qrels = load_scifact(args.dataset, args.docs)
+    data = load_beir(args.dataset, max_docs=args.docs)  # ConfigError names what is missing
+    texts = data.doc_inputs()
     fns, precision, embed_queries = backends(args.batch)
     vecs: dict[str, list[np.ndarray]] = {name: [] for name in fns}
     secs = dict.fromkeys(fns, 0.0)
@@ -99,19 +72,22 @@ def main() -> None:
             vecs[name].append(fn(texts[i0 : i0 + BLOCK]))
             secs[name] += time.perf_counter() - t0
         print(f"  {min(i0 + BLOCK, len(texts))}/{len(texts)} " + " ".join(f"{n}={len(texts[: i0 + BLOCK]) / s:.1f}/s" for n, s in secs.items()), flush=True)
-    xq = embed_queries(qtexts)
+    xq = embed_queries(data.queries)
     ref = np.concatenate(vecs["torch"])
     rows = {}
     for name in fns:
         xb = np.concatenate(vecs[name])  # (n, 384)
+        top = np.argsort(-(xq @ xb.T), axis=1)[:, :10]  # (nq, 10)
+        run = run_from_ids(top, data.query_ids, data.doc_ids)
         rows[name] = {"chunks_per_s": len(texts) / secs[name], "speedup_vs_torch": secs["torch"] / secs[name],
-                      "ndcg@10": ndcg10(xq, xb, qids, dids, qrels), "min_cosine_to_torch": float((xb * ref).sum(1).min())}
+                      "ndcg@10": retrieval_metrics(data.qrels, run, run)["ndcg@10"],
+                      "min_cosine_to_torch": float((xb * ref).sum(1).min())}
     rows["openvino"]["precision"] = precision
-    print(f"{len(texts)} SciFact abstracts, {len(qids)} test queries, batch {args.batch}, blocks of {BLOCK} in turn")
+    print(f"{len(texts)} SciFact abstracts, {len(data.query_ids)} test queries, batch {args.batch}, blocks of {BLOCK} in turn")
     print("| backend | chunks/s | speed-up | nDCG@10 | min cosine to torch |\n|---|---:|---:|---:|---:|")
     for name, r in rows.items():
         print(f"| {name} | {r['chunks_per_s']:.1f} | {r['speedup_vs_torch']:.2f} | {r['ndcg@10']:.4f} | {r['min_cosine_to_torch']:.4f} |")
-    write_json(args.json, {"docs": len(texts), "queries": len(qids), "batch": args.batch, "block": BLOCK, "backends": rows,
+    write_json(args.json, {"docs": len(texts), "queries": len(data.query_ids), "batch": args.batch, "block": BLOCK, "backends": rows,
                            "machine": machine(), "command": "python -m bench.embed_speed" + (f" --docs {args.docs}" if args.docs else "")})
 
 

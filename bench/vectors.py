@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCIFACT = Path("/work/shared/datasets/scifact")
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"  # ../shared beside the repo
 FIT_FILE = RESULTS / "gaussian_fit.npz"
 FIT_DOCS = 3000
 CHUNK = 65_536  # rows generated per step; fixed so prefixes agree across sizes
