@@ -7,7 +7,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,59 +65,48 @@ def recall_at_k(I: np.ndarray, gt: np.ndarray, k: int) -> float:
     return overlap_at_k(I[:, :k], gt[:, :k])
 
 
-def latency(search: Callable[[np.ndarray], Any], xq: np.ndarray, warmup: int = 5, threads: int = 1) -> dict[str, float]:
-    """Single-query latency: one call per query row. Returns p50/p95/mean in ms.
+def per_query_ms(searches: Sequence[Callable[[np.ndarray], Any]], xq: np.ndarray, warmup: int = 5) -> np.ndarray:
+    """Each query row through every search in turn, one call each: ms per call, (nq, len(searches)).
 
-    FAISS runs with ``threads`` OpenMP threads during the loop (then back to 2): a single query
-    uses one thread in most FAISS indexes anyway, and on a loaded 2-core machine an idle second
-    OpenMP thread waiting at a barrier turns a 2 ms search into 24 ms (measured)."""
-    import faiss
-
-    faiss.omp_set_num_threads(threads)
-    try:
-        return _latency(search, xq, warmup)
-    finally:
-        faiss.omp_set_num_threads(2)
-
-
-def _latency(search: Callable[[np.ndarray], Any], xq: np.ndarray, warmup: int) -> dict[str, float]:
-    for i in range(min(warmup, len(xq))):
-        search(xq[i : i + 1])
-    t = np.empty(len(xq))
-    for i in range(len(xq)):
-        t0 = time.perf_counter()
-        search(xq[i : i + 1])
-        t[i] = time.perf_counter() - t0
-    t *= 1e3
-    return {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)), "mean_ms": float(t.mean())}
-
-
-def paired_latency(search: Callable[[np.ndarray], Any], baseline: Callable[[np.ndarray], Any], xq: np.ndarray,
-                   warmup: int = 5) -> dict[str, float]:
-    """Single-query latency of ``search`` measured query by query right after ``baseline`` on the
-    same query (FAISS at 1 thread), so load drift hits both alike: p50/p95 of both, and
-    ``speedup_p50`` = baseline p50 / search p50 from this one loop."""
+    FAISS runs with 1 OpenMP thread during the loop (then back to 2): a single query uses one
+    thread in most FAISS indexes anyway, and on a loaded 2-core machine an idle second OpenMP
+    thread waiting at a barrier turns a 2 ms search into 24 ms (measured)."""
     import faiss
 
     faiss.omp_set_num_threads(1)
     try:
         for i in range(min(warmup, len(xq))):
-            baseline(xq[i : i + 1])
-            search(xq[i : i + 1])
-        t = np.empty((len(xq), 2))
+            for search in searches:
+                search(xq[i : i + 1])
+        t = np.empty((len(xq), len(searches)))
         for i in range(len(xq)):
-            q = xq[i : i + 1]
-            t0 = time.perf_counter()
-            baseline(q)
-            t1 = time.perf_counter()
-            search(q)
-            t[i] = (t1 - t0, time.perf_counter() - t1)
+            for j, search in enumerate(searches):
+                t0 = time.perf_counter()
+                search(xq[i : i + 1])
+                t[i, j] = time.perf_counter() - t0
     finally:
         faiss.omp_set_num_threads(2)
-    t *= 1e3
-    p50 = np.percentile(t, 50, axis=0)
-    return {"p50_ms": float(p50[1]), "p95_ms": float(np.percentile(t[:, 1], 95)), "mean_ms": float(t[:, 1].mean()),
-            "flat_p50_ms": float(p50[0]), "speedup_p50": float(p50[0] / p50[1])}
+    return t * 1e3
+
+
+def _stats(t: np.ndarray) -> dict[str, float]:
+    return {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)), "mean_ms": float(t.mean())}
+
+
+def latency(search: Callable[[np.ndarray], Any], xq: np.ndarray, warmup: int = 5) -> dict[str, float]:
+    """Single-query latency: p50/p95/mean in ms over the rows of xq."""
+    return _stats(per_query_ms([search], xq, warmup)[:, 0])
+
+
+def paired_latency(search: Callable[[np.ndarray], Any], baseline: Callable[[np.ndarray], Any], xq: np.ndarray,
+                   warmup: int = 5) -> dict[str, float]:
+    """Single-query latency of ``search`` measured query by query right after ``baseline`` on the
+    same query, so load drift hits both alike: its p50/p95/mean, the baseline's p50, and
+    ``speedup_p50`` = baseline p50 / search p50 from this one loop."""
+    t = per_query_ms([baseline, search], xq, warmup)  # (nq, 2)
+    flat_p50 = float(np.percentile(t[:, 0], 50))
+    out = _stats(t[:, 1])
+    return {**out, "flat_p50_ms": flat_p50, "speedup_p50": flat_p50 / out["p50_ms"]}
 
 
 def machine() -> dict[str, Any]:
