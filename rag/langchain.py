@@ -61,7 +61,9 @@ class StoreEmbeddings(Embeddings):
         return self.embedder.embed_queries([text])[0].tolist()
 
 
-SEARCH_OPTIONS = ("oversample", "exact")  # search_kwargs passed on to Retriever.search unchanged
+# Keywords of similarity_search (hence as_retriever's search_kwargs) passed on to Retriever.search
+# unchanged; a new Retriever.search keyword (say, a search mode) is passed through by naming it here.
+SEARCH_OPTIONS = ("oversample", "exact")
 OVERFETCH_MAX = 1024  # a filtered search over-fetches at most this many hits, else scores the matching rows exactly
 
 
@@ -105,7 +107,11 @@ class CompressedVectorStore(VectorStore):
             return self._embedder
 
     def _open(self) -> tuple[Retriever, ChunkTable] | None:
-        """The current generation (opened once per write), or None while the store is empty."""
+        """The current generation (opened once per write), or None while the store is empty.
+        Searches take it without waiting for a write: they finish on the generation they got."""
+        opened = self._opened
+        if opened is not None:
+            return opened
         with self._lock:
             if self._opened is None and (self.store_dir / MANIFEST).exists():
                 retriever = Retriever(Store.open(self.store_dir), self._get_embedder())
@@ -262,7 +268,7 @@ class CompressedVectorStore(VectorStore):
             kept = [(row, score) for row, score in candidates(want) if row in allowed_set]
             if len(kept) >= min(k, m) or want >= n:
                 return kept[:k]
-        return top_rows(retriever.store, query_vector(), k, allowed)  # dense and exact over the m rows
+        return top_rows(retriever.store, query_vector(), k, allowed)  # dense (whatever the options), exact over the m rows
 
     def _documents(self, opened: tuple[Retriever, ChunkTable], pairs: list[tuple[int, float]]) -> list[tuple[Document, float]]:
         chunks = opened[0].store.chunks([row for row, _ in pairs])

@@ -63,6 +63,7 @@ class ChunkTable:
         self.store = store
         file = store.gen_dir / DB_FILE
         self.db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        self._query("SELECT count(*) FROM chunks")  # reads the file now: it stays readable once a newer generation replaces it
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:

@@ -150,12 +150,12 @@ def test_concurrent_async_adds_and_searches_on_one_store(vectorstore: Compressed
 
     async def run() -> list[object]:
         adds = [vectorstore.aadd_texts([text], ids=[key]) for key, text in extra.items()]
-        searches = [vectorstore.asimilarity_search("lava and magma", k=2) for _ in range(6)]
+        searches = [vectorstore.asimilarity_search("lava and magma", k=2) for _ in range(24)]
         return await asyncio.gather(*adds, *searches, vectorstore.adelete(["sax"]))
 
     results = asyncio.run(run())
     assert results[: len(extra)] == [[key] for key in extra]
-    assert all(docs[0].id == "volcano" for docs in results[len(extra) : len(extra) + 6])  # type: ignore[index]
+    assert all(docs[0].id == "volcano" for docs in results[len(extra) : len(extra) + 24])  # type: ignore[index]
     assert [d.id for d in vectorstore.get_by_ids([*extra, "zebra", "sax"])] == [*extra, "zebra"]
     assert vectorstore.similarity_search("comets", k=1)[0].id == "t3"
 
