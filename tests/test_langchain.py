@@ -93,6 +93,8 @@ def test_metadata_round_trips_exactly_and_the_score_stays_beside_it(tmp_path: Pa
     assert doc.metadata == meta and doc.id == "z"
     assert 0.9 < score < 1.1
     assert vs.get_by_ids(["z"])[0].metadata == meta
+    assert [d.id for d in vs.similarity_search("anything", k=5, filter={"start": None})] == ["z"]  # null, not absent
+    assert [d.id for d in vs.similarity_search("anything", k=5, filter={"nested": None})] == []
 
 
 def test_chunks_indexed_from_files_carry_their_provenance(tmp_path: Path, docs_folder: Path, fake_embedder) -> None:  # type: ignore[no-untyped-def]
@@ -108,6 +110,8 @@ def test_chunks_indexed_from_files_carry_their_provenance(tmp_path: Path, docs_f
     assert vs.get_by_ids([doc.id, "nope"]) == [doc]
     page_two = vs.similarity_search("Glaciers carve deep fjords", k=3, filter={"page": 2})
     assert [d.page_content[:30] for d in page_two] == ["Icebergs calve from the glacie"]
+    same_file = vs.similarity_search("zebra stripes lava saxophone", k=10, filter={"source": doc.metadata["source"]})
+    assert len(same_file) == 2 and {d.metadata["page"] for d in same_file} == {1, 2}
 
 
 def test_missing_ids_are_generated_and_never_none(tmp_path: Path, fake_embedder) -> None:  # type: ignore[no-untyped-def]
