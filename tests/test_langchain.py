@@ -145,6 +145,8 @@ def test_relevance_scores_are_clamped_to_0_1(tmp_path: Path) -> None:
         results = vs.similarity_search_with_relevance_scores("baz", k=3)
     assert results[0][0].page_content == "baz" and results[0][1] == 1.0
     assert all(0.0 <= s <= 1.0 for _, s in results)
+    threshold = vs.as_retriever(search_type="similarity_score_threshold", search_kwargs={"k": 3, "score_threshold": 0.9})
+    assert [d.page_content for d in threshold.invoke("baz")] == ["baz"]
 
 
 def test_concurrent_async_adds_and_searches_on_one_store(vectorstore: CompressedVectorStore) -> None:
