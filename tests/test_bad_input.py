@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.cli import EXIT_ERROR, EXIT_SKIPPED, clean, main
+from rag.cli import EXIT_ERROR, EXIT_SKIPPED, main
 from rag.retrieve import Retriever
 
 MODEL = "fake/hash-64"
@@ -124,6 +124,8 @@ def test_terminal_escapes_are_shown_not_sent(tmp_path, capsys, monkeypatch):
 
 
 def test_clean_keeps_ordinary_text():
+    from rag.cli import clean
+
     text = "naïve café — 東京\n\tindented [1]"
     assert clean(text) == text
     assert clean("a\x00b\x7fc\x9bd") == "a\\x00b\\x7fc\\x9bd"
