@@ -5,7 +5,7 @@
 Each case runs in a fresh child process (so its peak RSS is its own), the cases take turns round
 after round, and every time is also given as a ratio to the normal-text case of the same round:
 - normal: seeded words in paragraphs of 60 words (blank line between paragraphs);
-- one line: the same words with the blank lines replaced by spaces (a single line);
+- one line: the same words with spaces instead of the blank lines (a single line);
 - no separators: a run of base64-like characters with no space or newline.
 `--old-mb` measures the LangChain path chunk.py used before (``create_documents`` with
 ``add_start_index``) on a smaller size for the same three cases, with a time cap per case.
@@ -14,6 +14,7 @@ after round, and every time is also given as a ratio to the normal-text case of 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import random
 import subprocess
@@ -27,17 +28,17 @@ VOCAB = ("the of and to in is was for on that with as by at from stripes zebra s
 
 
 def make_text(case: str, n_chars: int) -> str:
+    """About ``n_chars`` characters, generated in blocks so the generator's own peak stays small."""
     rng = random.Random(0)
     if case == "no separators":
-        return "".join(rng.choices("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/", k=n_chars))
-    out, size, i = [], 0, 0
+        return base64.b64encode(rng.randbytes(n_chars * 3 // 4)).decode("ascii")
+    sep = "\n\n" if case == "normal" else " "
+    blocks, size = [], 0
     while size < n_chars:
-        word = rng.choice(VOCAB)
-        i += 1
-        sep = "\n\n" if i % 60 == 0 and case == "normal" else " "
-        out.append(word + sep)
-        size += len(word) + len(sep)
-    return "".join(out)
+        block = sep.join(" ".join(rng.choices(VOCAB, k=60)) for _ in range(1000))  # paragraphs of 60 words
+        blocks.append(block)
+        size += len(block) + len(sep)
+    return sep.join(blocks)
 
 
 def run_case(case: str, n_chars: int, old: bool) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class RecursiveTokenSplitter:
     def __init__(self, size: int, overlap: int, encoding) -> None:  # type: ignore[no-untyped-def]
         self.size, self.overlap, self._enc = size, overlap, encoding
         self._cache: dict[str, int] = {}
+        self._lengths: np.ndarray | None = None
         self.tokenizer_calls = 0  # how often text was encoded (tests bound it)
 
     def split(self, text: str) -> Iterator[Piece]:
@@ -55,6 +56,18 @@ class RecursiveTokenSplitter:
             self.tokenizer_calls += 1
             n = self._cache[text] = len(self._enc.encode(text, disallowed_special=()))
         return n
+
+    def _token_bytes(self) -> np.ndarray:
+        """(n_vocab,) the byte length of every token id, built once per splitter (~0.1 s)."""
+        if self._lengths is None:
+            lengths = np.zeros(self._enc.n_vocab, np.int64)
+            for i in range(self._enc.n_vocab):
+                try:
+                    lengths[i] = len(self._enc.decode_single_token_bytes(i))
+                except KeyError:  # an unused id between the ordinary and the special tokens
+                    pass
+            self._lengths = lengths
+        return self._lengths
 
     def _split(self, text: str, at: int, separators: tuple[str, ...]) -> Iterator[Piece]:
         separator, rest = separators[-1], ()
@@ -92,7 +105,7 @@ class RecursiveTokenSplitter:
             raw = piece.encode("utf-8")
             cont = (np.frombuffer(raw, np.uint8) & 0xC0) == 0x80  # (bytes,) UTF-8 continuation bytes
             first = np.concatenate([[0], np.cumsum(~cont)])  # (bytes + 1,) characters started before each byte
-            lengths = np.fromiter((len(b) for b in self._enc.decode_tokens_bytes(tokens)), np.int64, len(tokens))
+            lengths = self._token_bytes()[np.asarray(tokens, np.int64)]  # (t,) UTF-8 bytes of each token
             byte_at = np.concatenate([[0], np.cumsum(lengths)])  # (t + 1,) byte offset of each token
 
             def char_at(t: int) -> int:  # character offset of token t, rounded down to a character start

@@ -120,7 +120,7 @@ def test_a_huge_single_line_chunks_as_fast_as_normal_text():
     base_s, base_n, base_calls = timings["normal"]
     for name in ("one line", "no separators"):
         seconds, n, calls = timings[name]
-        assert seconds < 5 * base_s + 1.0, f"{name}: {seconds:.2f}s against {base_s:.2f}s for normal text"
+        assert seconds < 6 * base_s + 1.0, f"{name}: {seconds:.2f}s against {base_s:.2f}s for normal text"
         assert calls <= base_calls, f"{name}: {calls} tokenizer calls, normal text {base_calls}"
         assert n > 0.5 * base_n or name == "no separators"
 
