@@ -131,6 +131,14 @@ def test_clean_keeps_ordinary_text():
     assert clean("a\x00b\x7fc\x9bd") == "a\\x00b\\x7fc\\x9bd"
 
 
+def test_json_output_survives_undecodable_bytes(capsys):
+    from rag.cli import print_json
+
+    print_json({"store": "stores/\udcff\udcfe", "n": 1})  # a --store argument that was not UTF-8
+    out = capsys.readouterr().out
+    assert json.loads(out) == {"store": "stores/\udcff\udcfe", "n": 1} and "\\udcff" in out
+
+
 def test_undecodable_file_name_is_skipped_not_fatal(tmp_path, docs_folder, capsys):
     fd = os.open(os.fsencode(docs_folder) + b"/\xff\xfe.txt", os.O_WRONLY | os.O_CREAT, 0o644)
     os.write(fd, b"Bytes that are no UTF-8 file name.")

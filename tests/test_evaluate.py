@@ -308,9 +308,12 @@ def test_cache_dir_that_is_a_file_and_huge_k_are_config_errors(tmp_path, capsys)
     assert "--cache-dir" in capsys.readouterr().err
     assert main(["eval", "--dataset", str(folder), "--cache-dir", str(tmp_path / "c"), "-k", "1000000000"]) == 1
     assert "-k 1000000000 is more than the 24 documents" in capsys.readouterr().err
+    from rag.evaluate import evaluate
+
     with pytest.raises(ConfigError, match="--pca-dims 0 must be >= 1"):
-        from rag.evaluate import evaluate
         evaluate(folder, pca_dims=0, cache_dir=tmp_path / "c", embedder=WordEmbedder())
+    with pytest.raises(ConfigError, match="--answers -1 must be >= 0"):
+        evaluate(folder, answers=-1, cache_dir=tmp_path / "c", embedder=WordEmbedder())
 
 
 @pytest.mark.parametrize("argv", [["-k", "1e9"], ["--pca-dims", "0"], ["--oversample", "-3"], ["-k", "ten"]])
