@@ -149,10 +149,10 @@ def _embed_documents(
     for i, (f, sha) in enumerate(fresh):
         try:
             doc = load_file(f.path, f.source, sha)
+            chunks = chunk_document(doc, chunker)  # LoadError past the per-file chunk limit
         except LoadError as exc:
             report.skipped.append(Skipped(str(f.path), str(exc)))
             continue
-        chunks = chunk_document(doc, chunker)
         if not chunks:
             report.skipped.append(Skipped(str(f.path), "no text after chunking"))
             continue

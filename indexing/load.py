@@ -56,14 +56,22 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[SourceFile],
     skipped: list[Skipped] = []
     for raw in paths:
         root = Path(raw)
-        if not root.exists():
-            skipped.append(Skipped(str(root), "does not exist"))
+        try:
+            root.stat()
+        except FileNotFoundError:
+            skipped.append(Skipped(display_path(root), "does not exist"))
+            continue
+        except OSError as exc:  # name too long, permission denied, not a directory ...
+            skipped.append(Skipped(display_path(root), f"cannot read: {exc.strerror or exc}"))
             continue
         if root.is_file():
             _consider(root, root.name, found, skipped)
             continue
         base = root.resolve()
-        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        def unreadable(exc: OSError) -> None:  # os.walk would drop a folder it cannot list silently
+            skipped.append(Skipped(display_path(exc.filename or base), f"cannot read folder: {exc.strerror or exc}"))
+
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=False, onerror=unreadable):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 if name.startswith("."):
@@ -73,9 +81,17 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[SourceFile],
     return list(found.values()), skipped
 
 
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as printable text: bytes that are not UTF-8 (kept by Python as surrogates) become ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _consider(path: Path, source: str, found: dict[Path, SourceFile], skipped: list[Skipped]) -> None:
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        skipped.append(Skipped(str(path), f"unsupported type {path.suffix or '(none)'}"))
+        skipped.append(Skipped(display_path(path), f"unsupported type {path.suffix or '(none)'}"))
+        return
+    if display_path(path) != str(path):
+        skipped.append(Skipped(display_path(path), "file name is not valid UTF-8; rename the file to index it"))
         return
     try:
         resolved = path.resolve(strict=True)
@@ -126,7 +142,7 @@ def load_file(path: Path, source: str | None = None, sha256: str | None = None) 
 
 
 def _decode(data: bytes) -> str:
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data:  # anywhere, not only in the first block: text files have no NUL bytes
         raise LoadError("binary content (NUL bytes) in a text file")
     for encoding in ("utf-8-sig", "cp1252"):
         try:

@@ -6,14 +6,15 @@ import argparse
 import sys
 from typing import Any
 
-from rag.cli import print_json
+from indexing.errors import ConfigError
+from rag.cli import clean, positive_int, print_json
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
 
 def _answer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True)
-    p.add_argument("-k", type=int, default=DEFAULT_K)
-    p.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE)
+    p.add_argument("-k", type=positive_int, default=DEFAULT_K)
+    p.add_argument("--oversample", type=positive_int, default=DEFAULT_OVERSAMPLE)
     p.add_argument("--llm", default=None, help="chat model name, or 'extractive' (default: extractive unless OPENAI_API_KEY/OPENAI_BASE_URL is set)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
 
@@ -37,20 +38,24 @@ def add_chat_commands(sub: Any) -> None:
 def cmd_ask(args: argparse.Namespace) -> int:
     from rag.answer import make_answerer
     from rag.chat import RagChat
+    from rag.cli_commands import note_caps
     from rag.retrieve import Retriever
 
+    if not args.question.strip():
+        raise ConfigError("the question is empty; ask something, e.g. rag ask \"how do I ...?\" --store DIR")
     retriever = Retriever.open(args.store)
+    note_caps(args.k, args.oversample, retriever.store.n)
     chat = RagChat(retriever, make_answerer(retriever.embedder, args.llm, args.base_url), args.k, args.oversample)
     if args.json:
         print_json(chat.ask(args.question).to_dict())
         return 0
     answer = chat.ask(args.question)
-    print(answer.text)
+    print(clean(answer.text))
     if answer.sources:
         print("\nSources:")
         for n in answer.cited or range(1, len(answer.sources) + 1):
             h = answer.sources[n - 1]
-            print(f"  [{n}] {h.source}" + (f" p.{h.page}" if h.page else "") + f" ({h.score:.3f})")
+            print(clean(f"  [{n}] {h.source}" + (f" p.{h.page}" if h.page else "") + f" ({h.score:.3f})"))
     print(f"(answerer: {answer.answerer})", file=sys.stderr)
     return 0
 

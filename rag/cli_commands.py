@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from indexing.embed import BACKENDS
-from rag.cli import EXIT_SKIPPED, TqdmProgress, print_json
+from rag.cli import EXIT_SKIPPED, TqdmProgress, clean, positive_int, print_json
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
 
@@ -22,7 +22,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--dtype", choices=["float8", "float16", "float32", "sq8"], default=None, help="first-stage codes (default float8)")
     p.add_argument("--full-dtype", choices=["float8", "float16"], default=None, help="rerank vectors (float16: 2x disk, more recall on huge stores)")
     p.add_argument("--ann", choices=["flat", "ivf", "auto"], default="auto", help="auto: flat float8 scan below 10M chunks, IVF above")
-    p.add_argument("--chunk-tokens", type=int, default=256)
+    p.add_argument("--chunk-tokens", type=positive_int, default=256)
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--refit", action="store_true", help="rebuild from scratch (new PCA basis)")
     p.add_argument("--embed-backend", choices=list(BACKENDS), default="auto",
@@ -33,8 +33,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("search", help="search a store")
     p.add_argument("query")
     p.add_argument("--store", required=True)
-    p.add_argument("-k", type=int, default=DEFAULT_K)
-    p.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE)
+    p.add_argument("-k", type=positive_int, default=DEFAULT_K)
+    p.add_argument("--oversample", type=positive_int, default=DEFAULT_OVERSAMPLE)
     p.add_argument("--exact", action="store_true", help="float32 brute force over the full vectors")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
@@ -65,7 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     for s in report.skipped:
-        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        print(clean(f"skipped {s.path}: {s.reason}"), file=sys.stderr)
     summary = {
         "store": report.store, "chunks": report.chunks, "added": len(report.added), "updated": len(report.updated),
         "removed": len(report.removed), "unchanged": len(report.unchanged), "skipped": len(report.skipped),
@@ -74,21 +74,33 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary | {"skipped_files": [s.__dict__ for s in report.skipped]})
     else:
-        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+        print(clean(" ".join(f"{k}={v}" for k, v in summary.items())))
     return EXIT_SKIPPED if report.skipped else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from rag.retrieve import Retriever
 
-    hits = Retriever.open(args.store).search(args.query, k=args.k, oversample=args.oversample, exact=args.exact)
+    retriever = Retriever.open(args.store)
+    note_caps(args.k, args.oversample, retriever.store.n)
+    hits = retriever.search(args.query, k=args.k, oversample=args.oversample, exact=args.exact)
     if args.json:
         print_json([h.to_dict() for h in hits])
         return 0
     for h in hits:
         where = f"{h.source}" + (f" p.{h.page}" if h.page else "") + f" [{h.start}:{h.end}]"
-        print(f"{h.rank:>2}. {h.score:.3f}  {where}\n    {' '.join(h.text.split())[:200]}")
+        print(clean(f"{h.rank:>2}. {h.score:.3f}  {where}\n    {' '.join(h.text.split())[:200]}"))
     return 0
+
+
+def note_caps(k: int, oversample: int, n: int) -> None:
+    """One line on stderr when -k or -k x --oversample asks for more chunks than the store holds
+    (the retriever caps both at the store size)."""
+    if k > n and k != DEFAULT_K:
+        print(f"note: -k {k} is more than the {n} chunks in the store; returning at most {n}", file=sys.stderr)
+    elif oversample != DEFAULT_OVERSAMPLE and k * oversample > n:
+        print(f"note: -k {k} x --oversample {oversample} is more than the {n} chunks in the store; "
+              f"reranking all {n}", file=sys.stderr)
 
 
 def store_info(store_dir: str) -> dict[str, Any]:
@@ -116,5 +128,5 @@ def cmd_info(args: argparse.Namespace) -> int:
         print_json(info)
     else:
         for key, value in info.items():
-            print(f"{key:>24}: {value}")
+            print(clean(f"{key:>24}: {value}"))
     return 0

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rag.cli import check_writable, positive_int
 from rag.retrieve import DEFAULT_OVERSAMPLE
 
 
@@ -16,9 +17,9 @@ def add_eval_commands(sub: Any) -> None:
     p = sub.add_parser("eval", help="measure retrieval quality/size/speed of each compression on a BEIR dataset")
     p.add_argument("--dataset", required=True, help="BEIR-layout folder: corpus.jsonl, queries.jsonl, qrels/test.tsv")
     p.add_argument("--model", default=None, help="embedding model (default: the bundled all-MiniLM-L6-v2)")
-    p.add_argument("--pca-dims", type=int, default=None, help="reduced dims of the default store (default: dim/4)")
-    p.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE, help="rerank candidates = k * oversample")
-    p.add_argument("-k", type=int, default=10, help="cut-off of nDCG, recall and MRR (recall@100 is always reported)")
+    p.add_argument("--pca-dims", type=positive_int, default=None, help="reduced dims of the default store (default: dim/4)")
+    p.add_argument("--oversample", type=positive_int, default=DEFAULT_OVERSAMPLE, help="rerank candidates = k * oversample")
+    p.add_argument("-k", type=positive_int, default=10, help="cut-off of nDCG, recall and MRR (recall@100 is always reported)")
     p.add_argument("--json", default=None, metavar="OUT", help="write every measurement to this JSON file")
     p.add_argument("--plot", default=None, metavar="PNG", help="plot the sweep: nDCG against bytes per vector (implies --sweep)")
     p.add_argument("--max-docs", type=int, default=None, help="keep the judged docs, fill up to this many")
@@ -34,6 +35,9 @@ def add_eval_commands(sub: Any) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rag.evaluate import evaluate
 
+    for flag, out in (("--json", args.json), ("--plot", args.plot)):
+        if out:
+            check_writable(out, flag)
     t0 = time.perf_counter()
 
     def log(message: str) -> None:

@@ -65,6 +65,8 @@ def _read_jsonl(file: Path) -> list[dict[str, Any]]:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise ConfigError(f"{file}:{line_no} is not valid JSON ({exc}); fix or re-download the dataset") from exc
+                if not isinstance(rows[-1], dict):
+                    raise ConfigError(f"{file}:{line_no} is not a JSON object (got {line.strip()[:40]!r}); fix or re-download the dataset")
     return rows
 
 
@@ -100,7 +102,10 @@ def load_beir(dataset: str | Path, max_docs: int | None = None, max_queries: int
     in_corpus = {str(d["_id"]) for d in corpus}
     qrels_all = _read_qrels(path / "qrels/test.tsv")
     qrels = {q: {d: g for d, g in rel.items() if d in in_corpus} for q, rel in qrels_all.items()}
-    queries = [q for q in _read_jsonl(path / "queries.jsonl") if any(g > 0 for g in qrels.get(str(q["_id"]), {}).values())]
+    queries = _read_jsonl(path / "queries.jsonl")
+    if any("_id" not in q or "text" not in q for q in queries):
+        raise ConfigError(f"every line of {path / 'queries.jsonl'} needs '_id' and 'text' (BEIR layout)")
+    queries = [q for q in queries if any(g > 0 for g in qrels.get(str(q["_id"]), {}).values())]
     if not queries:
         raise ConfigError(f"no query of {path / 'queries.jsonl'} has a relevant document in qrels/test.tsv and corpus.jsonl")
     rng = np.random.default_rng(seed)
@@ -120,7 +125,10 @@ def load_beir(dataset: str | Path, max_docs: int | None = None, max_queries: int
         corpus = [d for d in corpus if str(d["_id"]) in keep]
     answers = {}
     if (path / "answers.jsonl").is_file():
-        answers = {str(a["_id"]): [str(x) for x in a.get("answers", [])] for a in _read_jsonl(path / "answers.jsonl")}
+        rows = _read_jsonl(path / "answers.jsonl")
+        if any("_id" not in a or not isinstance(a.get("answers", []), list) for a in rows):
+            raise ConfigError(f"every line of {path / 'answers.jsonl'} needs '_id' and a list 'answers' (SQuAD style)")
+        answers = {str(a["_id"]): [str(x) for x in a.get("answers", [])] for a in rows}
     return BeirData(
         path=path, doc_ids=[str(d["_id"]) for d in corpus], titles=[str(d.get("title") or "") for d in corpus],
         texts=[str(d.get("text") or "") for d in corpus], query_ids=query_ids, queries=[str(q["text"]) for q in queries],
@@ -147,7 +155,10 @@ def embed_cached(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """xb (n, d) document and xq (nq, d) query embeddings, from ``cache_dir`` when present."""
     cache = Path(cache_dir or DEFAULT_CACHE).expanduser()
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use {cache} as the embedding cache ({exc.strerror or exc}); pass another --cache-dir") from exc
     out: list[np.ndarray] = []
     info: dict[str, Any] = {"cache_dir": str(cache)}
     for part, ids, texts, method in (("docs", data.doc_ids, data.doc_inputs(), "embed_documents"),
@@ -272,6 +283,13 @@ def evaluate(
         raise ConfigError(f"-k {k} must be >= 1")
     if budget is not None and budget < 1:
         raise ConfigError(f"--budget {budget} must be a positive number of bytes per vector")
+    if answers < 0:
+        raise ConfigError(f"--answers {answers} must be >= 0 (0: no answer evaluation)")
+    if pca_dims is not None and pca_dims < 1:
+        raise ConfigError(f"--pca-dims {pca_dims} must be >= 1 (or left out for dim/4)")
+    cache = Path(cache_dir or DEFAULT_CACHE).expanduser()
+    if cache.exists() and not cache.is_dir():
+        raise ConfigError(f"--cache-dir {cache} is a file, not a folder; pass a folder for the embedding cache")
     log = log or (lambda message: None)
     model_id = embedder.model_id if embedder is not None else (model or DEFAULT_MODEL)
     loaded: list[Embedder] = [embedder] if embedder is not None else []
@@ -286,6 +304,8 @@ def evaluate(
     data = load_beir(dataset, max_docs, max_queries)
     if answers and not data.answers:
         raise ConfigError(f"--answers needs {data.path / 'answers.jsonl'} (SQuAD-style answers); drop --answers for this dataset")
+    if k > len(data.doc_ids):
+        raise ConfigError(f"-k {k} is more than the {len(data.doc_ids)} documents of {data.path}; use -k 10 (or at most {len(data.doc_ids)})")
     log(f"{data.path.name}: {len(data.doc_ids)} documents, {len(data.query_ids)} queries with qrels")
     xb, xq, cache_info = embed_cached(data, model_id, get_embedder, cache_dir, max_docs, log)
     n, d = xb.shape

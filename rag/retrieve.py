@@ -71,6 +71,8 @@ class Retriever:
         self, query: str, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``; ``exact`` scans all full vectors instead."""
+        if not query.strip():
+            raise ConfigError("the query is empty; search for some words")
         xq = self.embedder.embed_queries([query])  # (1, d)
         D, I = self.search_vectors(xq, k, oversample, exact, rerank)
         rows = [int(i) for i in I[0] if i >= 0]
@@ -83,13 +85,16 @@ class Retriever:
     def search_vectors(
         self, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        """xq: (nq, d) unit queries -> D (nq, k) scores, I (nq, k) rows (-1 where fewer exist)."""
+        """xq: (nq, d) unit queries -> D (nq, k) scores, I (nq, k) rows (-1 where fewer exist), with
+        ``k`` and ``k * oversample`` first capped at the store size n (k=1e9 gives (nq, n), not 1e9 columns)."""
         if k < 1 or oversample < 1:
             raise ConfigError(f"k={k} and oversample={oversample} must both be >= 1")
+        n = max(self.store.n, 1)
+        k, c = min(k, n), min(k * oversample, n)
         xq = np.ascontiguousarray(xq, np.float32)
         if exact:
             return exact_search(self.store, xq, k)
-        D0, I0 = first_stage_search(self.store, self.store.pca.transform(xq), k * oversample if rerank else k)  # (nq, c)
+        D0, I0 = first_stage_search(self.store, self.store.pca.transform(xq), c if rerank else k)  # (nq, c)
         if not rerank:
             return D0, I0
         return rerank_full(self.store, xq, I0, k)

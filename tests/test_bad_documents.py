@@ -157,3 +157,39 @@ def test_a_later_run_with_only_bad_files_loses_nothing(tmp_path, capsys):
     assert content(store) == before, "documents already in the store were dropped"
     code, out, _ = rag(capsys, "search", "zebras graze on the savanna", "--store", str(store), "--json")
     assert code == 0 and json.loads(out)[0]["source"] == "docs/zebra.txt"
+
+
+def test_nul_bytes_after_the_first_block_are_binary(tmp_path, capsys, monkeypatch):
+    """Text for 10 KB, then binary: skipped as binary, not indexed as garbage chunks."""
+    monkeypatch.setattr(indexing.load, "MAX_FILE_BYTES", 1 << 20)
+    folder = tmp_path / "docs"
+    write_good(folder)
+    (folder / "late.txt").write_bytes(b"Plain words at the start. " * 400 + b"\x00\x01\x02\xffELF" * 50)
+    code, out, err = rag(capsys, "index", str(folder), "--store", str(tmp_path / "store"), "--model", MODEL)
+    assert code == EXIT_SKIPPED
+    assert skipped_lines(err) == [f"skipped {folder / 'late.txt'}: binary content (NUL bytes) in a text file"]
+
+
+def test_a_path_longer_than_the_os_limit_is_reported(tmp_path, capsys):
+    """Folders nested past PATH_MAX (4096 bytes on Linux): os.walk cannot list them and used to drop
+    them silently; each is now reported with the reason."""
+    folder = tmp_path / "docs"
+    write_good(folder)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(4096 // 200 + 1):  # made relative to an open folder: the full path is never used
+            os.mkdir("d" * 200, dir_fd=fd)
+            fd, old = os.open("d" * 200, os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+        deep = os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(deep, b"Unreachable by its full path.")
+        os.close(deep)
+    finally:
+        os.close(fd)
+    code, out, err = rag(capsys, "index", str(folder), "--store", str(tmp_path / "store"), "--model", MODEL, "--json")
+    assert code == EXIT_SKIPPED and json.loads(out)["added"] == len(GOOD)
+    (line,) = skipped_lines(err)
+    assert line.startswith(f"skipped {folder}/dddd") and line.endswith(": cannot read folder: File name too long")
+    long_arg = str(folder) + "/x" * 2100  # a path argument over the limit
+    code, out, err = rag(capsys, "index", long_arg, "--store", str(tmp_path / "store"))
+    assert code == EXIT_SKIPPED and skipped_lines(err) == [f"skipped {long_arg}: cannot read: File name too long"]

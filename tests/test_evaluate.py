@@ -277,3 +277,62 @@ def test_rag_eval_reports_bad_input_as_one_line(tmp_path, capsys):
     folder = write_beir(tmp_path / "ds", answers=False)
     assert main(["eval", "--dataset", str(folder), "--answers", "2", "--cache-dir", str(tmp_path / "c")]) == 1
     assert "answers.jsonl" in capsys.readouterr().err
+
+
+# -- bad input: one line, before any work (issue 10, item 11) ------------------------------------------
+def corrupt(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize("name, text, says", [
+    ("corpus.jsonl", '5\n', "corpus.jsonl:1 is not a JSON object"),
+    ("corpus.jsonl", '{"_id": "d"}\n', "needs '_id' and 'text'"),
+    ("queries.jsonl", '{"_id": "q-zebra"}\n', "queries.jsonl' needs '_id' and 'text'"),
+    ("queries.jsonl", '{"text": "zebras"}\n', "queries.jsonl' needs '_id' and 'text'"),
+    ("queries.jsonl", '["q", "zebras"]\n', "queries.jsonl:1 is not a JSON object"),
+    ("answers.jsonl", '{"_id": "q-zebra", "answers": 5}\n', "a list 'answers'"),
+    ("answers.jsonl", '"stripes"\n', "answers.jsonl:1 is not a JSON object"),
+])
+def test_malformed_dataset_lines_are_one_line_errors(tmp_path, capsys, name, text, says):
+    folder = write_beir(tmp_path / "ds")
+    corrupt(folder, name, text)
+    assert main(["eval", "--dataset", str(folder), "--cache-dir", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and says.replace("'", "") in err.replace("'", "") and len(err.splitlines()) == 1
+
+
+def test_cache_dir_that_is_a_file_and_huge_k_are_config_errors(tmp_path, capsys):
+    folder = write_beir(tmp_path / "ds")
+    (tmp_path / "cache").write_text("not a folder", encoding="utf-8")
+    assert main(["eval", "--dataset", str(folder), "--cache-dir", str(tmp_path / "cache")]) == 1
+    assert "--cache-dir" in capsys.readouterr().err
+    assert main(["eval", "--dataset", str(folder), "--cache-dir", str(tmp_path / "c"), "-k", "1000000000"]) == 1
+    assert "-k 1000000000 is more than the 24 documents" in capsys.readouterr().err
+    from rag.evaluate import evaluate
+
+    with pytest.raises(ConfigError, match="--pca-dims 0 must be >= 1"):
+        evaluate(folder, pca_dims=0, cache_dir=tmp_path / "c", embedder=WordEmbedder())
+    with pytest.raises(ConfigError, match="--answers -1 must be >= 0"):
+        evaluate(folder, answers=-1, cache_dir=tmp_path / "c", embedder=WordEmbedder())
+
+
+@pytest.mark.parametrize("argv", [["-k", "1e9"], ["--pca-dims", "0"], ["--oversample", "-3"], ["-k", "ten"]])
+def test_bad_numbers_are_usage_errors(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--dataset", str(tmp_path), *argv])
+    assert exc.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_unwritable_outputs_fail_before_the_work(tmp_path, monkeypatch, capsys, flag):
+    folder = write_beir(tmp_path / "ds")
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    monkeypatch.setattr("rag.evaluate.load_beir", lambda *a, **k: pytest.fail("the work started"))
+    for target in (tmp_path / "a-file" / "out.json", tmp_path):  # under a file; a folder
+        assert main(["eval", "--dataset", str(folder), flag, str(target)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag} {target}: cannot write there") and len(err.strip().splitlines()) == 1
+    probe = tmp_path / "new" / "ok.json"  # a writable path is left as it was: no file appears
+    monkeypatch.setattr("rag.evaluate.load_beir", lambda *a, **k: (_ for _ in ()).throw(ConfigError("stop here")))
+    assert main(["eval", "--dataset", str(folder), flag, str(probe)]) == 1
+    assert "stop here" in capsys.readouterr().err and not probe.exists()
