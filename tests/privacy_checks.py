@@ -1,0 +1,111 @@
+"""Privacy checks that tests and ``python -m tests.hostile`` share.
+
+``outbound_attempts(root, work)`` runs ``rag index`` (OpenVINO embedding path), ``rag search``
+and ``rag chat`` start-up from the checkout at ``root`` with the socket guard of
+``tests/netguard`` and returns every attempt to reach a non-loopback address. ``beacon_requests``
+lives in ``tests/e2e/beacon.py`` (it needs a browser).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+GUARD = Path(__file__).resolve().parent / "netguard"
+# set by the user or CI, they would hide what the product itself turns off
+CLEARED_ENV = (
+    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "GRADIO_ANALYTICS_ENABLED",
+    "LANGCHAIN_TRACING_V2", "LANGSMITH_TRACING", "DO_NOT_TRACK", "CI", "TF_BUILD", "JENKINS_URL",
+    "OPENAI_API_KEY", "OPENAI_BASE_URL", "RAG_LLM_MODEL",
+)
+DOCS = {
+    "otters.txt": "Sea otters hold hands while they sleep so that they do not drift apart. " * 3,
+    "bees.md": "# Bees\n\nHoney bees dance to tell each other where the flowers are. " * 3,
+}
+
+
+def guarded_env(root: Path, log: Path, home: Path) -> dict[str, str]:
+    """The environment of a user who set nothing, with the guard on PYTHONPATH (HOME kept apart)."""
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV and not k.startswith("PYTHON")}
+    env.update(PYTHONPATH=f"{GUARD}{os.pathsep}{root}", RAG_NETGUARD_LOG=str(log), HOME=str(home))
+    return env
+
+
+def read_log(log: Path) -> list[dict]:
+    """The attempts the guard recorded (one JSON object per line)."""
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chat_start_up(cmd: list[str], env: dict[str, str], cwd: Path, url: str, timeout: float = 120.0) -> None:
+    """Start ``rag chat``, wait until its page and config load, then stop it."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"rag chat exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                for path in ("", "config", "gradio_api/info"):
+                    with urllib.request.urlopen(url + path, timeout=5) as response:
+                        response.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"rag chat did not answer on {url} within {timeout}s") from None
+                time.sleep(0.5)
+        time.sleep(2.0)  # launch-time background threads (analytics, version checks) run now
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def outbound_attempts(root: Path, work: Path, backend: str = "openvino") -> list[dict]:
+    """Attempts to reach a non-loopback address by rag index/search/chat run from ``root``."""
+    work.mkdir(parents=True, exist_ok=True)
+    docs, store, log, home = work / "docs", work / "store", work / "net.log", work / "home"
+    docs.mkdir(exist_ok=True)
+    home.mkdir(exist_ok=True)
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    env = guarded_env(root, log, home)
+    rag = [sys.executable, "-m", "rag.cli"]
+    runs = [
+        [*rag, "index", str(docs), "--store", str(store), "--embed-backend", backend],
+        [*rag, "search", "do otters sleep holding hands", "--store", str(store)],
+    ]
+    for cmd in runs:
+        done = subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[3:5])} exited {done.returncode}: {done.stderr[-2000:]}")
+    port = _free_port()
+    _chat_start_up([*rag, "chat", "--store", str(store), "--port", str(port)], env, work, f"http://127.0.0.1:{port}/")
+    return read_log(log)
+
+
+def outbound_connections(root: Path, work: Path, backend: str = "openvino") -> int:
+    """How many outbound (non-loopback) connection attempts the product made; 0 is the promise."""
+    return len(outbound_attempts(root, work, backend))
+
+
+def guard_catches(work: Path) -> int:
+    """Attempts the guard records for a process that does try the network (the guard's own check)."""
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "self-check.log"
+    code = "import socket\ntry:\n    socket.create_connection(('example.com', 80), timeout=2)\nexcept OSError:\n    pass\n"
+    code += "try:\n    socket.create_connection(('192.0.2.1', 80), timeout=2)\nexcept OSError:\n    pass\n"
+    subprocess.run([sys.executable, "-c", code], env=guarded_env(Path.cwd(), log, work), timeout=60, check=True)
+    return len(read_log(log))
