@@ -109,3 +109,86 @@ def guard_catches(work: Path) -> int:
     code += "try:\n    socket.create_connection(('192.0.2.1', 80), timeout=2)\nexcept OSError:\n    pass\n"
     subprocess.run([sys.executable, "-c", code], env=guarded_env(Path.cwd(), log, work), timeout=60, check=True)
     return len(read_log(log))
+
+
+BEACON_DOC = (
+    "# Pangolins\n\n"
+    "Pangolins are shy scaly mammals that roll into a tight armoured ball whenever predators threaten them "
+    "![pangolin](http://127.0.0.1:{port}/beacon.png?leak=markdown-image) and wait until the danger has passed.\n\n"
+    "Pangolins catch ants and termites with long sticky tongues that reach deep inside the insect nests "
+    "<img src=\"http://127.0.0.1:{port}/img.png?leak=html-img\"> during their nightly foraging walks.\n"
+)
+BEACON_QUESTIONS = ("How do pangolins protect themselves from predators?", "How do pangolins catch ants and termites?")
+
+
+class BeaconServer:
+    """A loopback HTTP server that counts every request it receives (the paths are kept)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.paths: list[str] = []
+        paths = self.paths
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server name
+                paths.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def beacon_requests(browser, work: Path) -> int:  # type: ignore[no-untyped-def]
+    """Requests that reached a beacon server whose URLs (a Markdown image and an <img> tag) sit in an
+    indexed document, while a real browser asks questions whose answers quote them and opens the
+    sources block. ``browser`` is a Playwright browser; the app runs in this process. 0 is the promise."""
+    from indexing.build import index_paths
+    from ui.app import build_app, launch
+
+    beacon = BeaconServer()
+    app = None
+    try:
+        docs = work / "beacon-docs"
+        docs.mkdir(parents=True, exist_ok=True)
+        (docs / "pangolins.md").write_text(BEACON_DOC.format(port=beacon.port), encoding="utf-8")
+        store = work / "beacon-store"
+        index_paths([docs], store, chunk_tokens=128, overlap=8)
+        port = _free_port()
+        app = launch(build_app(str(store), llm="extractive"), "127.0.0.1", port, block=False)
+        page = browser.new_page()
+        seen: list[str] = []  # every URL the page asked for that points at the beacon
+        page.on("request", lambda r: seen.append(r.url) if f":{beacon.port}/" in r.url else None)
+        page.goto(f"http://127.0.0.1:{port}/")
+        chat = page.locator("#chatbot")
+        for n, question in enumerate(BEACON_QUESTIONS, start=1):
+            box = page.locator("#question textarea")
+            box.fill(question)
+            box.press("Enter")
+            titles = chat.get_by_text("Sources (")
+            titles.nth(n - 1).wait_for(timeout=90_000)
+            page.wait_for_timeout(1_500)  # the finished event renders before the block can open
+            titles.nth(n - 1).click()
+            chat.get_by_text("pangolins.md").last.wait_for(state="visible", timeout=10_000)
+        text = chat.inner_text()
+        if "armoured ball" not in text or "sticky tongues" not in text:
+            raise AssertionError(f"the answers did not quote the sentences with the beacon URLs: {text[:1500]!r}")
+        page.wait_for_timeout(1_500)  # give any image load time to leave the page
+        page.close()
+        return max(len(beacon.paths), len(seen))
+    finally:
+        if app is not None:
+            app.close()
+        beacon.close()

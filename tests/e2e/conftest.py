@@ -4,6 +4,7 @@ Gradio app, and a real OpenAI-compatible server (llama.cpp serving SmolLM2-135M)
 from __future__ import annotations
 
 import importlib.resources
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,9 @@ DOCS = {
     "music.html": "<html><head><title>Instruments</title></head><body><p>The saxophone was invented by "
     "Adolphe Sax in the 1840s.</p><p>A cello has four strings tuned in fifths.</p></body></html>",
 }
+
+
+CHROMIUM = "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -85,3 +89,20 @@ def llm_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    """Debian's Chromium driven by Playwright (Playwright's own browser download fails offline)."""
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which(CHROMIUM):  # test set-up: install Debian's package
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
+        yield b
+        b.close()
