@@ -57,7 +57,11 @@ class Stores:
                 name = Path(f).name  # the name only: nothing from the browser picks a folder
                 dest, same = unique_upload_path(target, name, Path(f))  # never replaces another file
                 if not same:
-                    shutil.copyfile(f, dest)
+                    try:
+                        shutil.copyfile(f, dest)
+                    except OSError:
+                        dest.unlink(missing_ok=True)  # give the reserved name back
+                        raise
                 if dest.name != name:
                     renamed.append(f"{name} as {dest.name}")
                 copies.append(dest)
