@@ -50,31 +50,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _chat_start_up(cmd: list[str], env: dict[str, str], cwd: Path, url: str, timeout: float = 120.0) -> None:
-    """Start ``rag chat``, wait until its page and config load, then stop it."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"rag chat exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                for path in ("", "config", "gradio_api/info"):
-                    with urllib.request.urlopen(url + path, timeout=5) as response:
-                        response.read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"rag chat did not answer on {url} within {timeout}s") from None
-                time.sleep(0.5)
-        time.sleep(2.0)  # launch-time background threads (analytics, version checks) run now
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def _wait_for_chat(proc: subprocess.Popen, url: str, timeout: float = 180.0) -> None:
+    """Wait until ``rag chat`` serves its page, config and API info."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rag chat exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            for path in ("", "config", "gradio_api/info"):
+                with urllib.request.urlopen(url + path, timeout=5) as response:
+                    response.read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"rag chat did not answer on {url} within {timeout}s") from None
+            time.sleep(0.5)
 
 
 def outbound_attempts(root: Path, work: Path, backend: str = "openvino") -> list[dict]:
-    """Attempts to reach a non-loopback address by rag index/search/chat run from ``root``."""
+    """Attempts to reach a non-loopback address by rag index, then rag search and rag chat start-up
+    (side by side, to save time), run from the checkout at ``root``."""
     work.mkdir(parents=True, exist_ok=True)
     docs, store, log, home = work / "docs", work / "store", work / "net.log", work / "home"
     docs.mkdir(exist_ok=True)
@@ -83,16 +78,23 @@ def outbound_attempts(root: Path, work: Path, backend: str = "openvino") -> list
         (docs / name).write_text(text, encoding="utf-8")
     env = guarded_env(root, log, home)
     rag = [sys.executable, "-m", "rag.cli"]
-    runs = [
-        [*rag, "index", str(docs), "--store", str(store), "--embed-backend", backend],
-        [*rag, "search", "do otters sleep holding hands", "--store", str(store)],
-    ]
-    for cmd in runs:
-        done = subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True, timeout=300)
+
+    def run(*args: str) -> None:
+        done = subprocess.run([*rag, *args], env=env, cwd=work, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd[3:5])} exited {done.returncode}: {done.stderr[-2000:]}")
+            raise RuntimeError(f"rag {args[0]} exited {done.returncode}: {done.stderr[-2000:]}")
+
+    run("index", str(docs), "--store", str(store), "--embed-backend", backend)
     port = _free_port()
-    _chat_start_up([*rag, "chat", "--store", str(store), "--port", str(port)], env, work, f"http://127.0.0.1:{port}/")
+    chat = subprocess.Popen([*rag, "chat", "--store", str(store), "--port", str(port)], env=env, cwd=work,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        run("search", "do otters sleep holding hands", "--store", str(store))
+        _wait_for_chat(chat, f"http://127.0.0.1:{port}/")
+        time.sleep(2.0)  # launch-time background threads (analytics, version checks) run now
+    finally:
+        chat.terminate()
+        chat.wait(timeout=30)
     return read_log(log)
 
 
