@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 GUARD = Path(__file__).resolve().parent / "netguard"
 # set by the user or CI, they would hide what the product itself turns off
@@ -153,10 +154,24 @@ class BeaconServer:
         self.server.server_close()
 
 
-def beacon_requests(browser, work: Path) -> int:  # type: ignore[no-untyped-def]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+
+def beacon_requests(work: Path, browser: Any = None) -> int:
     """Requests that reached a beacon server whose URLs (a Markdown image and an <img> tag) sit in an
     indexed document, while a real browser asks questions whose answers quote them and opens the
-    sources block. ``browser`` is a Playwright browser; the app runs in this process. 0 is the promise."""
+    sources block. ``browser``: a Playwright browser (default: Debian's Chromium, started here).
+    The app runs in this process. 0 is the promise."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                return beacon_requests(work, chromium)
+            finally:
+                chromium.close()
     from indexing.build import index_paths
     from ui.app import build_app, launch
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.privacy_checks import CHROMIUM, CHROMIUM_ARGS
+
 DOCS = {
     "animals.md": "# Animals\n\nZebras have black and white stripes that confuse biting flies. "
     "A zebra herd is called a dazzle.\n\nGiraffes are the tallest land animals on Earth.",
@@ -23,9 +25,6 @@ DOCS = {
     "music.html": "<html><head><title>Instruments</title></head><body><p>The saxophone was invented by "
     "Adolphe Sax in the 1840s.</p><p>A cello has four strings tuned in fifths.</p></body></html>",
 }
-
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -100,9 +99,6 @@ def browser():  # type: ignore[no-untyped-def]
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True)
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-        )
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()

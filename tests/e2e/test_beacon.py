@@ -9,4 +9,4 @@ from tests.privacy_checks import beacon_requests
 
 
 def test_document_markup_in_answers_and_sources_fetches_nothing(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert beacon_requests(browser, tmp_path) == 0
+    assert beacon_requests(tmp_path, browser) == 0
