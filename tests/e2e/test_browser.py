@@ -33,3 +33,16 @@ def test_browser_question_shows_cited_answer_and_sources(browser, app_url: str, 
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
     page.close()
+
+
+def test_browser_upload_passes_the_server_limits(browser, app_url: str, small_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    note = tmp_path / "quokka.txt"
+    note.write_text("Quokkas are small marsupials that live on Rottnest Island.", encoding="utf-8")
+    page = browser.new_page()
+    page.goto(app_url)
+    page.locator("input[type=file]").first.set_input_files(str(note))
+    page.get_by_text("quokka.txt").first.wait_for(timeout=30_000)  # uploaded to the server
+    page.locator("#add").click()
+    page.locator("#upload-status").get_by_text("Added 1").wait_for(timeout=60_000)
+    assert (small_store / "corpus" / "quokka.txt").is_file()
+    page.close()
