@@ -202,6 +202,8 @@ def beacon_requests(work: Path, browser: Any = None) -> int:
         text = chat.inner_text()
         if "armoured ball" not in text or "sticky tongues" not in text:
             raise AssertionError(f"the answers did not quote the sentences with the beacon URLs: {text[:1500]!r}")
+        if "beacon.png?leak=markdown-image" not in text or "img.png?leak=html-img" not in text:
+            raise AssertionError(f"the document's markup is not shown as text: {text[:1500]!r}")
         page.wait_for_timeout(1_500)  # give any image load time to leave the page
         page.close()
         return max(len(beacon.paths), len(seen))
