@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from indexing.errors import ConfigError
 from rag.answer import Answerer
 from rag.prompt import Turn
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE, Hit, Retriever
@@ -61,6 +62,8 @@ class RagChat:
         self, question: str, history: Sequence[Turn] = (), k: int | None = None, oversample: int | None = None
     ) -> Iterator[Answer]:
         """Yield the growing answer after each piece of text; the last one has ``done=True``."""
+        if not question or not question.strip():
+            raise ConfigError("the question is empty: type a question about the documents")
         query = self.answerer.condense(question, history)
         hits = self.retriever.search(query, k=k or self.k, oversample=oversample or self.oversample)
         used, pieces = self.answerer.generate(question, hits, history)

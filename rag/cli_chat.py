@@ -68,5 +68,5 @@ def cmd_chat(args: argparse.Namespace) -> int:
         allow_upload=not args.read_only, k=args.k, oversample=args.oversample,
     )
     print(f"chat on http://{args.host}:{args.port}", file=sys.stderr)
-    launch(app, args.host, args.port)
+    launch(app, args.host, args.port, read_only=args.read_only)
     return 0

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 from collections.abc import Iterator
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,11 @@ from rag.answer import make_answerer
 from rag.chat import Answer, RagChat
 from rag.prompt import Turn
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE, Retriever
+from ui.safety import UploadLimit, answer_markdown, markdown_literal, plain_text, unique_upload_path
 
-MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # per file, enforced by Gradio where the bytes arrive (max_file_size)
+MAX_REQUEST_BYTES = 4 * MAX_UPLOAD_BYTES  # per upload request (several files), enforced by UploadLimit
+EMPTY_QUESTION = "Type a question first: the message was empty."
 UPLOAD_DIR = "corpus"  # uploads live inside the store folder, next to its generations
 
 
@@ -51,10 +52,18 @@ class Stores:
             chat = self.chat(store)
             target = Path(store) / UPLOAD_DIR
             target.mkdir(exist_ok=True)
-            copies = []
+            copies, renamed = [], []
             for f in files:
-                dest = target / Path(f).name  # the name only: nothing from the browser picks a folder
-                shutil.copyfile(f, dest)
+                name = Path(f).name  # the name only: nothing from the browser picks a folder
+                dest, same = unique_upload_path(target, name, Path(f))  # never replaces another file
+                if not same:
+                    try:
+                        shutil.copyfile(f, dest)
+                    except OSError:
+                        dest.unlink(missing_ok=True)  # give the reserved name back
+                        raise
+                if dest.name != name:
+                    renamed.append(f"{name} as {dest.name}")
                 copies.append(dest)
             report = index_paths(copies, store, embedder=chat.retriever.embedder, prune=False, progress=progress)
             with self._lock:
@@ -62,6 +71,7 @@ class Stores:
             if old is not None:
                 self.chat(store, verify=False)
         lines = [f"Added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}; store has {report.chunks} chunks."]
+        lines += [f"Kept {', '.join(renamed)} (another file of that name is in the store)."] if renamed else []
         lines += [f"Skipped {Path(s.path).name}: {s.reason}" for s in report.skipped]
         return "\n".join(lines)
 
@@ -84,13 +94,8 @@ def history_turns(history: list[dict[str, Any]]) -> list[Turn]:
         if isinstance(content, list):  # Gradio 6 may hand back [{"type": "text", "text": ...}]
             content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
         if isinstance(content, str) and content.strip():
-            turns.append(Turn(msg["role"], content))
+            turns.append(Turn(msg["role"], plain_text(content) if msg["role"] == "assistant" else content))
     return turns
-
-
-def markdown_literal(text: str) -> str:
-    """``text`` shown as itself in Markdown: HTML escaped, Markdown punctuation backslash-escaped."""
-    return re.sub(r"([\\`*_{}\[\]#+\-!|>~])", r"\\\1", escape(text, quote=False))
 
 
 def sources_markdown(answer: Answer, max_chars: int = 700) -> str:
@@ -125,15 +130,14 @@ def build_app(
 
     def respond(message: str, history: list[dict[str, Any]], store_path: str, k_: float, oversample_: float) -> Iterator[Any]:
         if not message or not message.strip():
-            yield history, ""
-            return
+            raise gr.Error(EMPTY_QUESTION)
         turns = history_turns(history)
         history = [*history, {"role": "user", "content": message}]
         yield [*history, {"role": "assistant", "content": "…"}], ""
         chat = stores.chat(store_path)
         answer = None
         for answer in chat.stream(message, turns, int(k_), int(oversample_)):
-            yield [*history, {"role": "assistant", "content": answer.text}], ""
+            yield [*history, {"role": "assistant", "content": answer_markdown(answer.text)}], ""
         if answer is not None:
             cited = len(answer.cited)
             sources = {
@@ -141,7 +145,7 @@ def build_app(
                 "content": sources_markdown(answer),
                 "metadata": {"title": f"Sources ({cited} cited of {len(answer.sources)} retrieved)", "status": "done"},
             }
-            yield [*history, {"role": "assistant", "content": answer.text}, sources], ""
+            yield [*history, {"role": "assistant", "content": answer_markdown(answer.text)}, sources], ""
 
     def upload(files: list[Any] | None, store_path: str, progress: Any = gr.Progress()) -> str:
         if not files:
@@ -153,7 +157,7 @@ def build_app(
         return stores.add_files(store_path, paths, progress=lambda stage, done, total: progress((done, total), desc=stage))
 
     with gr.Blocks(title="Compressed RAG chat") as app:
-        gr.Markdown(f"## Chat with your documents\nAnswerer: **{escape(answerer_name)}**", elem_id="answerer")
+        gr.Markdown(f"## Chat with your documents\nAnswerer: **{markdown_literal(answerer_name)}**", elem_id="answerer")
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chatbot")
@@ -172,10 +176,19 @@ def build_app(
         inputs = [box, chatbot, picked, k_slider, os_slider]
         box.submit(respond, inputs, [chatbot, box], concurrency_limit=concurrency, api_name="ask")
         send.click(respond, inputs, [chatbot, box], concurrency_limit=concurrency, api_name="ask_button")
+    app.rag_read_only = not allow_upload
     return app
 
 
-def launch(app: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
-    """Serve ``app``; binds to loopback unless ``host`` says otherwise. Returns the app."""
-    app.queue().launch(server_name=host, server_port=port, show_error=True, prevent_thread_lock=not block)
+def launch(app: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True, read_only: bool | None = None) -> Any:
+    """Serve ``app``; binds to loopback unless ``host`` says otherwise. Upload limits hold where the
+    bytes arrive; a read-only app (``build_app(allow_upload=False)``) accepts no upload. Returns the app."""
+    from starlette.middleware import Middleware
+
+    read_only = getattr(app, "rag_read_only", False) if read_only is None else read_only
+    limit = Middleware(UploadLimit, max_bytes=MAX_REQUEST_BYTES, read_only=read_only)
+    app.queue().launch(
+        server_name=host, server_port=port, show_error=True, prevent_thread_lock=not block,
+        max_file_size=0 if read_only else MAX_UPLOAD_BYTES, app_kwargs={"middleware": [limit]},
+    )
     return app

@@ -4,6 +4,7 @@ Gradio app, and a real OpenAI-compatible server (llama.cpp serving SmolLM2-135M)
 from __future__ import annotations
 
 import importlib.resources
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.privacy_checks import CHROMIUM, CHROMIUM_ARGS
 
 DOCS = {
     "animals.md": "# Animals\n\nZebras have black and white stripes that confuse biting flies. "
@@ -85,3 +88,17 @@ def llm_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    """Debian's Chromium driven by Playwright (Playwright's own browser download fails offline)."""
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which(CHROMIUM):  # test set-up: install Debian's package
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -4,29 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
-
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "chat.png"
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    if not shutil.which(CHROMIUM):  # test set-up: Debian's Chromium (Playwright's own download fails offline)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-        )
-        yield b
-        b.close()
 
 
 def test_browser_question_shows_cited_answer_and_sources(browser, app_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -52,4 +32,17 @@ def test_browser_question_shows_cited_answer_and_sources(browser, app_url: str, 
     if os.environ.get("RAG_UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+    page.close()
+
+
+def test_browser_upload_passes_the_server_limits(browser, app_url: str, small_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    note = tmp_path / "quokka.txt"
+    note.write_text("Quokkas are small marsupials that live on Rottnest Island.", encoding="utf-8")
+    page = browser.new_page()
+    page.goto(app_url)
+    page.locator("input[type=file]").first.set_input_files(str(note))
+    page.get_by_text("quokka.txt").first.wait_for(timeout=30_000)  # uploaded to the server
+    page.locator("#add").click()
+    page.locator("#upload-status").get_by_text("Added 1").wait_for(timeout=60_000)
+    assert (small_store / "corpus" / "quokka.txt").is_file()
     page.close()

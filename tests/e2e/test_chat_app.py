@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from gradio_client import Client
 
 
@@ -68,3 +69,32 @@ def test_upload_rejects_unsupported_types(app_url: str, small_store: Path, tmp_p
         status = str(exc)
     assert "Added" not in status
     assert not (small_store / "corpus" / "run.sh").exists()
+
+
+def test_same_name_uploads_keep_both(app_url: str, small_store: Path, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    texts = ["Narwhal tusks are long spiral teeth that can grow three metres.",
+             "Axolotls regrow lost limbs and even parts of their hearts."]
+    files = []
+    for n, text in enumerate([*texts, texts[0]]):  # two users' report.txt, then the first one again
+        (tmp_path / str(n)).mkdir()
+        files.append(tmp_path / str(n) / "report.txt")
+        files[-1].write_text(text, encoding="utf-8")
+    client = Client(app_url, verbose=False)
+    statuses = [client.predict([handle_file(str(f))], str(small_store), api_name="/upload") for f in files]
+    assert statuses[0].startswith("Added 1") and statuses[1].startswith("Added 1"), statuses
+    assert "report.txt as report-2.txt" in statuses[1]
+    corpus = small_store / "corpus"
+    assert [(corpus / n).read_text(encoding="utf-8") for n in ("report.txt", "report-2.txt")] == texts
+    assert "unchanged 1" in statuses[2] and not (corpus / "report-3.txt").exists()  # same content: one copy
+    assert "spiral teeth" in _text(ask(app_url, small_store, "How long can narwhal tusks grow?")[-1][-2])
+
+
+def test_empty_question_gets_a_message_not_an_answer(app_url: str, small_store: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from rag.cli import main
+
+    with pytest.raises(Exception, match="Type a question first"):
+        ask(app_url, small_store, "   ")
+    assert main(["ask", " ", "--store", str(small_store)]) == 1
+    assert "question is empty" in capsys.readouterr().err

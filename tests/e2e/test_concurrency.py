@@ -46,8 +46,11 @@ TAPIR = "Tapirs are shy rainforest mammals with a short prehensile snout. They f
 
 
 def text(message: dict) -> str:
+    """The message as plain text (the app escapes document text for Markdown)."""
+    from ui.safety import plain_text
+
     content = message["content"]
-    return " ".join(p.get("text", "") for p in content) if isinstance(content, list) else content
+    return plain_text(" ".join(p.get("text", "") for p in content) if isinstance(content, list) else content)
 
 
 def ask(url: str, store: Path, question: str, client: Client | None = None) -> tuple[str, str]:
@@ -174,6 +177,7 @@ def test_loopback_by_default_and_read_only_mode(monkeypatch, tmp_path, fake_embe
     monkeypatch.setattr(ui.app, "build_app", lambda *a, **kw: seen.setdefault("build", kw) and FakeApp())
     assert main(["chat", "--store", "s", "--read-only"]) == 0
     assert seen["build"]["allow_upload"] is False and seen["launch"]["server_name"] == "127.0.0.1"
+    assert seen["launch"]["max_file_size"] == 0  # read-only: Gradio accepts no upload bytes
 
     monkeypatch.undo()
     monkeypatch.setattr(ui.app, "load_embedder", lambda model: type(fake_embedder)())

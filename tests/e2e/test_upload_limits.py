@@ -1,0 +1,72 @@
+"""Upload limits hold where Gradio accepts the bytes (raw HTTP, no client-side checks), and a
+read-only app accepts no upload at all."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import free_port, wait_http
+
+
+@pytest.fixture(scope="module")
+def read_only_url(small_store: Path) -> Iterator[str]:
+    from ui.app import build_app, launch
+
+    port = free_port()
+    app = launch(build_app(str(small_store), llm="extractive", allow_upload=False), "127.0.0.1", port, block=False)
+    url = f"http://127.0.0.1:{port}/"
+    wait_http(url)
+    yield url
+    app.close()
+
+
+def post_file(url: str, path: str, size: int) -> httpx.Response:
+    return httpx.post(url + path, files=[("files", ("big.txt", b"a" * size, "text/plain"))], timeout=60)
+
+
+def declared_only(url: str, length: int) -> int:
+    """Status for an upload that declares ``length`` bytes and sends only a few."""
+    conn = http.client.HTTPConnection(httpx.URL(url).host, httpx.URL(url).port, timeout=30)
+    conn.putrequest("POST", "/gradio_api/upload")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=xyz")
+    conn.putheader("Content-Length", str(length))
+    conn.endheaders(b"--xyz\r\n")
+    try:
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_file_over_the_limit_is_refused_by_the_server(app_url: str) -> None:
+    from ui.app import MAX_UPLOAD_BYTES
+
+    response = post_file(app_url, "gradio_api/upload", MAX_UPLOAD_BYTES + 1024)
+    assert response.status_code == 413, response.text[:200]
+    assert post_file(app_url, "gradio_api/upload", 1000).status_code == 200  # small files still pass
+
+
+def test_a_request_over_the_limit_is_refused_before_its_body(app_url: str) -> None:
+    from ui.app import MAX_REQUEST_BYTES
+
+    assert declared_only(app_url, 300 * 2**20) == 413 and MAX_REQUEST_BYTES < 300 * 2**20
+    chunked = httpx.post(app_url + "gradio_api/upload", content=iter([b"--xyz\r\n"]), timeout=30,
+                         headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert chunked.status_code == 411  # no declared size, no upload
+
+
+@pytest.mark.parametrize("path", ["gradio_api/upload", "upload", "gradio_api/upload?upload_id=x", "gradio_api/component_server"])
+def test_read_only_accepts_no_upload(read_only_url: str, path: str) -> None:
+    response = post_file(read_only_url, path, 1000)
+    assert response.status_code in (403, 404, 405), (path, response.status_code, response.text[:200])
+    assert response.status_code == 403 or not path.startswith("gradio_api/upload")
+
+
+def test_read_only_still_answers(read_only_url: str, small_store: Path) -> None:
+    from tests.e2e.test_chat_app import _text, ask
+
+    assert "dazzle" in _text(ask(read_only_url, small_store, "What is a group of zebras called?")[-1][-2])
