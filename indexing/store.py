@@ -13,7 +13,7 @@ generation is kept until the next commit; a reader whose generation vanished whi
 opening it (two commits in that moment) reads the manifest again.
 
 A store may come from someone else: SQLite is opened read-only with ``trusted_schema=OFF``,
-its schema is checked (tables only, no views or triggers), and every query runs under a time
+its schema is checked (the expected tables, no views), and every query runs under a time
 limit; ``index.faiss`` is walked (``indexing.faiss_check``) before FAISS reads it.
 """
 
@@ -252,11 +252,12 @@ class Store:
 
 
 def _check_schema(db: sqlite3.Connection, file: Path) -> None:
-    """Tables (and their indexes) only, with the columns the store reads: no views, no triggers."""
-    kinds = dict(db.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view', 'trigger')").fetchall())
-    odd = sorted(name for name, kind in kinds.items() if kind != "table")
-    if odd:
-        raise StoreError(f"{file} holds views or triggers ({', '.join(map(repr, odd[:3]))}); a store's database has tables only")
+    """Tables with the columns the store reads, and no views: a view runs arbitrary SQL on every
+    read (a recursive one never ends). Triggers never fire on a read-only connection."""
+    kinds = dict(db.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").fetchall())
+    views = sorted(name for name, kind in kinds.items() if kind == "view")
+    if views:
+        raise StoreError(f"{file} holds views ({', '.join(map(repr, views[:3]))}); a store's database has tables only")
     for table, columns in TABLE_COLUMNS.items():
         have = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')} if kinds.get(table) == "table" else set()
         if not columns <= have:

@@ -7,12 +7,13 @@ Real processes against real stores (fake embedder, so it needs no model):
 - readers during commits: a writer commits ``--commits`` generations while this process opens
   the store (checksums verified), searches it and runs ``rag info`` (counts reader failures);
 - SIGKILL: a writer is killed at a random moment, every second one after forking a helper that
-  outlives it (as OpenVINO's telemetry did); the store must then open with the old or the new
-  content (counts unreadable or mixed stores) and the next writer must get the lock at once
-  (counts orphaned locks).
+  outlives it (as OpenVINO's telemetry did), plus ``--openvino-kills`` while the bundled model
+  embeds through OpenVINO; the store must then open with the old or the new content (counts
+  unreadable or mixed stores) and the next writer must get the lock at once (orphaned locks).
 
 Other checks (the lead adds the no-network and markdown-beacon runs here) go in ``CHECKS``: each
-is a function returning ``{name: count}`` merged into the summary. Exit status 1 if any count > 0.
+is a function returning ``{name: count}``, added into the summary line. Exit status 1 if any
+count > 0. The output of a full run is kept in bench/results/hostile_store.txt.
 """
 
 from __future__ import annotations
@@ -119,32 +120,84 @@ def sigkills(root: Path, rng: random.Random, kills: int = 30) -> Counts:
     shutil.copytree(base, ref)
     index_paths([docs], ref, embedder=FakeEmbedder())
     new = documents(ref)
+    calibrate = work / "calibrate"
+    shutil.copytree(base, calibrate)
+    proc = child("index", str(docs), str(calibrate), "0", "", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc.stdout.readline()  # "start": imports done
     start = time.monotonic()
-    proc = child("index", str(docs), str(ref), "0", "", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc.wait(120)
-    span = time.monotonic() - start  # a whole run, imports included: kills land anywhere in it
+    proc.communicate(timeout=120)
+    span = time.monotonic() - start  # the indexing itself, commit included: kills land anywhere in it
     bad = orphaned = 0
+    outcomes = {"old": 0, "new": 0}
     for k in range(kills):
         store = work / f"kill{k}"
         shutil.copytree(base, store)
-        proc = child("index", str(docs), str(store), "0", "fork" if k % 2 else "", stdout=subprocess.DEVNULL,
+        proc = child("index", str(docs), str(store), "0", "fork" if k % 2 else "", stdout=subprocess.PIPE,
                      stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3 * span, 1.05 * span))
+        proc.stdout.readline()  # "start"
+        time.sleep(rng.uniform(0.0, 1.2 * span))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        b, o = check_killed(store, old, new, outcomes, f"kill {k}")
+        bad, orphaned = bad + b, orphaned + o
+        shutil.rmtree(store, ignore_errors=True)
+    print(f"  {kills} kills of a fake-embedder writer: store left old {outcomes['old']}, new {outcomes['new']}", file=sys.stderr)
+    return {"unreadable or mixed stores": bad, "orphaned locks": orphaned}
+
+
+def check_killed(store: Path, old: dict, new: dict, outcomes: dict[str, int], what: str) -> tuple[int, int]:
+    """(1 if the store is unreadable or mixed, 1 if its lock is still held) after a kill."""
+    bad = orphaned = 0
+    try:
+        got = documents(store)
+        if got in (old, new):
+            outcomes["old" if got == old else "new"] += 1
+        else:
+            bad = 1
+            print(f"  {what}: the store holds a mix of old and new documents", file=sys.stderr)
+    except StoreError as exc:
+        bad = 1
+        print(f"  {what}: unreadable: {exc}", file=sys.stderr)
+    try:
+        with StoreLock(store):
+            pass
+    except StoreLockedError as exc:
+        orphaned = 1
+        print(f"  {what}: {exc}", file=sys.stderr)
+    return bad, orphaned
+
+
+def openvino_kills(root: Path, rng: random.Random, kills: int = 3) -> Counts:
+    """Kills while the real model embeds through OpenVINO (indexing/embed_openvino.py)."""
+    if kills <= 0:
+        return {}
+    from indexing.embed import DEFAULT_MODEL, load_embedder
+    from indexing.files import sha256_file
+
+    work = root / "openvino"
+    docs = folder_with(work, "docs", 30, words=120)
+    base = work / "base"
+    index_paths([docs], base, embedder=load_embedder(DEFAULT_MODEL), chunk_tokens=64, overlap=8)
+    old = documents(base)
+    for i in range(30, 60):
+        (docs / f"docs{i}.txt").write_text(f"New document {i}. " + "further words " * 150, encoding="utf-8")
+    new = {f"docs/{p.name}": sha256_file(p) for p in docs.iterdir()}
+    bad = orphaned = 0
+    outcomes = {"old": 0, "new": 0}
+    for k in range(kills):
+        store = work / f"kill{k}"
+        shutil.copytree(base, store)
+        proc = child("openvino", str(docs), str(store), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = proc.stdout.readline()  # "embedding": OpenVINO compiled the model and runs it now
+        time.sleep(rng.uniform(0.0, 1.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait(60)
-        try:
-            got = documents(store)
-            bad += got not in (old, new)
-        except StoreError as exc:
-            bad += 1
-            print(f"  kill {k}: unreadable: {exc}", file=sys.stderr)
-        try:
-            with StoreLock(store):
-                pass
-        except StoreLockedError as exc:
-            orphaned += 1
-            print(f"  kill {k}: {exc}", file=sys.stderr)
+        if line.strip() != "embedding":
+            print(f"  openvino kill {k}: the writer ended before embedding ({line!r})", file=sys.stderr)
+        b, o = check_killed(store, old, new, outcomes, f"openvino kill {k}")
+        bad, orphaned = bad + b, orphaned + o
         shutil.rmtree(store, ignore_errors=True)
+    print(f"  {kills} kills while OpenVINO embeds: store left old {outcomes['old']}, new {outcomes['new']}", file=sys.stderr)
     return {"unreadable or mixed stores": bad, "orphaned locks": orphaned}
 
 
@@ -154,6 +207,7 @@ CHECKS: list[Callable[[Path, random.Random, argparse.Namespace], Counts]] = [
     lambda root, rng, args: two_writers(root, rng),
     lambda root, rng, args: readers_during_commits(root, args.commits),
     lambda root, rng, args: sigkills(root, rng, args.kills),
+    lambda root, rng, args: openvino_kills(root, rng, args.openvino_kills),
 ]
 
 
@@ -161,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.hostile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=30)
     parser.add_argument("--commits", type=int, default=100)
+    parser.add_argument("--openvino-kills", type=int, default=3, help="kills while the real model embeds (0: skip)")
     parser.add_argument("--seed", type=int, default=20261201)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -170,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             got = check(Path(tmp), rng, args)
             print(f"{', '.join(f'{k} {v}' for k, v in got.items())}  ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
-            counts |= got
+            for key, value in got.items():  # the same count from several checks adds up
+                counts[key] = counts.get(key, 0) + value
     print(", ".join(f"{k} {v}" for k, v in counts.items()))
     return 1 if any(counts.values()) else 0
 

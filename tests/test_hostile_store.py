@@ -307,7 +307,7 @@ def test_recursive_view_is_refused_not_run(pristine):
         done = subprocess.run([sys.executable, "-c", READ_IN_CHILD, str(store)], cwd=ROOT, capture_output=True,
                               text=True, timeout=60)
         lines = done.stdout.splitlines()
-        assert len(lines) == 2 and all(line.startswith("StoreError") and "views or triggers" in line for line in lines), done
+        assert len(lines) == 2 and all(line.startswith("StoreError") and "holds views ('chunks')" in line for line in lines), done
 
 
 def test_generation_name_with_a_superscript_digit(pristine):

@@ -41,6 +41,8 @@ def start_child(*argv: str) -> subprocess.Popen:
 
 def expect_line(proc: subprocess.Popen, want: str) -> str:
     line = proc.stdout.readline().strip()
+    if line == "start":  # the child finished importing
+        line = proc.stdout.readline().strip()
     assert line.startswith(want), f"child said {line!r}, stderr: {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
     return line
 

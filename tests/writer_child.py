@@ -6,6 +6,7 @@
     writer_child.py lock STORE FORK                take the store's lock as a writer does, fork a
                                                    sleeping child if FORK=1, say "holding CHILDPID"
     writer_child.py commits FOLDER STORE N         commit N generations in a row, say "commit i" each
+    writer_child.py openvino FOLDER STORE          index with the bundled model through OpenVINO
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main(argv: list[str]) -> int:
     if argv[0] == "index":
         folder, store, wait, hold = argv[1:5]
         embedder = {"hold": HoldingEmbedder, "fork": ForkingEmbedder}.get(hold, FakeEmbedder)()
+        print("start", flush=True)  # imports done: the indexing begins
         try:
             index_paths([Path(folder)], Path(store), embedder=embedder, wait=float(wait),
                         on_wait=lambda message: print("waiting:", message, flush=True))
@@ -73,11 +75,25 @@ def main(argv: list[str]) -> int:
         time.sleep(120)
         writer.abort()
         return 0
+    if argv[0] == "openvino":  # the bundled model through OpenVINO; say "embedding" when it runs
+        from indexing.embed import DEFAULT_MODEL, load_embedder
+
+        embedder = load_embedder(DEFAULT_MODEL, backend="openvino")
+        embed = embedder.embed_documents
+
+        def announced(texts):  # type: ignore[no-untyped-def]
+            print("embedding", flush=True)
+            return embed(texts)
+
+        embedder.embed_documents = announced
+        index_paths([Path(argv[1])], Path(argv[2]), embedder=embedder)
+        print("done", flush=True)
+        return 0
     if argv[0] == "commits":
         folder, store, n = Path(argv[1]), Path(argv[2]), int(argv[3])
         for i in range(n):
             (folder / f"commit{i % 7}.txt").write_text(f"Commit number {i} writes words {i} {i * 7}.\n", encoding="utf-8")
-            index_paths([folder], store, embedder=FakeEmbedder(), wait=60)
+            index_paths([folder], store, embedder=FakeEmbedder())
             print(f"commit {i}", flush=True)
         return 0
     raise SystemExit(f"unknown mode {argv[0]}")
