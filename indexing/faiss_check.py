@@ -77,7 +77,7 @@ def _index(r: _Reader, ntotal: int, d: int, quantizer: bool) -> None:
         raise _Bad(f"index kind {kind!r} is not one a store writes")
     got_d, got_n = int(r.get("i")), int(r.get("q"))
     r.skip(16 + 1)  # two unused int64, is_trained
-    if int(r.get("i")) > 1:  # metric type; a metric argument follows only for the exotic ones
+    if int(r.get("i")) not in (0, 1):  # metric type; a metric argument follows only for the exotic ones
         raise _Bad("metric type is not inner product or L2")
     if got_d != d or (ntotal >= 0 and got_n != ntotal):
         raise _Bad(f"it says {got_n} x {got_d}")
@@ -114,7 +114,8 @@ def _sq(r: _Reader, d: int) -> int:
 
 
 def _ivf(r: _Reader, kind: bytes, ntotal: int, d: int) -> None:
-    nlist, _nprobe = int(r.get("Q")), int(r.get("Q"))
+    nlist = int(r.get("Q"))
+    r.skip(8)  # nprobe
     if nlist < 1 or nlist * d * 4 > len(r.data):  # the quantizer holds nlist float32 centroids
         raise _Bad(f"nlist={nlist} does not fit in the file")
     _index(r, nlist, d, quantizer=True)  # the coarse quantizer: nlist centroids

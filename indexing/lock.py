@@ -54,7 +54,7 @@ class StoreLock:
         make_store_dir(self.dir)
         check_store_folder(self.dir)
         file = self.dir / LOCK_FILE
-        self._key = str(file.resolve())
+        self._key = str(self.dir.resolve() / LOCK_FILE)  # not file.resolve(): that would follow a planted symlink
         deadline = time.monotonic() + self.wait
         told = False
         while True:
