@@ -371,3 +371,37 @@ def test_manifest_naming_a_model_of_another_dimension(pristine, capsys):
             assert main(["search", "zebras", "--store", str(store)]) == EXIT_ERROR
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("dtype", ["float8", "float16", "float32", "sq8"])
+@pytest.mark.parametrize("ann", ["flat", "ivf"])
+def test_faiss_check_walks_every_index_kind_a_store_writes(tmp_path, structured_vectors, dtype, ann):
+    """Each kind passes as written; a flipped top byte of its last vector length, a wrong shape,
+    or a truncation gives StoreError."""
+    from indexing.chunk import Chunk, ChunkSettings
+    from indexing.faiss_check import check_index_file
+    from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
+
+    xb = structured_vectors[0][:400]  # (400, 128)
+    settings = CompressionSettings(pca_dims=16, dtype=dtype, ann=ann, nlist=4)
+    with GenerationWriter(tmp_path / "s", "fake/x", 128, ChunkSettings(), settings) as w:
+        for i in range(0, 400, 100):
+            w.add(DocumentRecord(f"/d{i}", f"d{i}", "", ""), [Chunk(f"/d{i}", f"d{i}", "", None, 0, 1, "x")] * 100, xb[i : i + 100])
+        w.commit()
+    file = gen_file(tmp_path / "s", "index.faiss")
+    check_index_file(file, 400, 16)
+    for n, d in ((399, 16), (400, 15)):
+        with pytest.raises(StoreError, match="index.faiss"):
+            check_index_file(file, n, d)
+    data = file.read_bytes()
+    file.write_bytes(data[:-1])
+    with pytest.raises(StoreError, match="runs past the end|after the end"):
+        check_index_file(file, 400, 16)
+    length = (400 * (32 if dtype == "float16" else 16)).to_bytes(8, "little")  # code bytes (float32: floats)
+    at = data.rfind(length) if ann == "flat" else data.find(b"ilar") + 4  # the codes length, or nlist of the lists
+    assert at >= 37  # past the index header
+    damaged = bytearray(data)
+    damaged[at + 7] ^= 0x01  # 2^56 more: FAISS would ask for petabytes
+    file.write_bytes(bytes(damaged))
+    with pytest.raises(StoreError, match="index.faiss"):
+        check_index_file(file, 400, 16)
