@@ -79,3 +79,19 @@ def test_a_really_missing_file_is_still_damage(tmp_path, fake_embedder):
     (store / "g000001" / "pca.npy").unlink()
     with pytest.raises(StoreError, match="pca.npy is missing; the store is damaged"):
         Store.open(store)
+
+
+def test_an_open_store_keeps_answering_after_its_generation_is_removed(tmp_path, fake_embedder):
+    """A long-lived reader (the chat app) holds its generation's files open: once two commits have
+    removed that folder, searches on the open store still answer from it."""
+    docs = folder_with(tmp_path, "alpha", 3)
+    store = tmp_path / "store"
+    index_paths([docs], store, embedder=fake_embedder)
+    with Store.open(store) as s:
+        before = [(h.row, h.text) for h in Retriever(s, fake_embedder).search("alpha things", k=3)]
+        for i in range(2):
+            (docs / f"late{i}.txt").write_text(f"Late text {i}.")
+            index_paths([docs], store, embedder=fake_embedder)
+        assert not (store / "g000001").exists()
+        assert [(h.row, h.text) for h in Retriever(s, fake_embedder).search("alpha things", k=3)] == before
+        assert len(s.documents()) == 3
