@@ -12,6 +12,7 @@ from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder
 from indexing.errors import ConfigError, LoadError, StoreError
 from indexing.files import sha256_file
 from indexing.load import Document, SourceFile, Skipped, discover, load_file
+from indexing.lock import StoreLock
 from indexing.manifest import MANIFEST
 from indexing.store import Store
 from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
@@ -48,28 +49,45 @@ def index_paths(
     dtype: str | None = None,
     full_dtype: str | None = None,
     ann: str = "auto",
-    chunk_tokens: int = 256,
-    overlap: int = 32,
+    chunk_tokens: int | None = None,
+    overlap: int | None = None,
     refit: bool = False,
     prune: bool = True,
     embed_backend: str = "auto",
     embedder: Embedder | None = None,
     progress: Progress | None = None,
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> IndexReport:
     """Index files and folders into ``store``; only new or changed files are embedded.
 
     With an existing store, the PCA basis, scales and chunker settings are kept, and files that
-    were indexed from under ``paths`` but are gone now are removed (``prune``). ``refit``
-    rebuilds everything from scratch with the given settings. ``embed_backend`` (auto, torch,
-    openvino) runs a sentence-transformers model's document embedding (see indexing.embed).
+    were indexed from under ``paths`` but are gone now are removed (``prune``; only under
+    folders that exist). ``refit`` rebuilds everything from scratch with the given settings.
+    ``embed_backend`` (auto, torch, openvino) runs a sentence-transformers model's document
+    embedding (see indexing.embed). The store's lock is taken before the current generation is
+    read: while another writer holds it, wait up to ``wait`` seconds (``on_wait(message)`` is
+    told once), then raise ``StoreLockedError`` with nothing changed.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     store = Path(store)
-    chunker = ChunkSettings(chunk_tokens, overlap)
+    with StoreLock(store, wait, on_wait) as lock:
+        return _index_locked(paths, store, lock, model, pca_dims, pca_variance, dtype, full_dtype, ann,
+                             chunk_tokens, overlap, refit, prune, embed_backend, embedder, progress)
+
+
+def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's lock
+    paths: list[str | Path], store: Path, lock: StoreLock, model: str | None, pca_dims: int | None,
+    pca_variance: float | None, dtype: str | None, full_dtype: str | None, ann: str, chunk_tokens: int | None,
+    overlap: int | None, refit: bool, prune: bool, embed_backend: str, embedder: Embedder | None, progress: Progress | None,
+) -> IndexReport:
+    defaults = ChunkSettings()
+    chunker = ChunkSettings(defaults.chunk_tokens if chunk_tokens is None else chunk_tokens,
+                            defaults.overlap if overlap is None else overlap)
     compression = CompressionSettings(pca_dims, pca_variance, dtype or "float8", full_dtype or "float8", ann)
     base = _open_base(store, model, embedder, refit)
     if base is not None:
-        _check_same_settings(base, pca_dims, dtype, full_dtype)
+        _check_same_settings(base, pca_dims, dtype, full_dtype, chunk_tokens, overlap)
         try:
             chunker = ChunkSettings(**base.manifest["chunker"])
         except (TypeError, ConfigError) as exc:
@@ -94,7 +112,7 @@ def index_paths(
         if progress:
             progress("hashing", i + 1, len(files))
     seen = {str(f.path) for f in files}
-    roots = [str(Path(p).resolve()) for p in paths]
+    roots = [str(Path(p).resolve()) for p in paths if Path(p).is_dir()]  # a missing folder prunes nothing
     for path in known:
         if path in seen:
             continue
@@ -106,7 +124,7 @@ def index_paths(
         report.chunks, report.manifest = base.n, base.manifest
         return report
     embedder = embedder or load_embedder(model, backend=embed_backend)
-    with GenerationWriter(store, model, embedder.dim, chunker, compression, base) as writer:
+    with GenerationWriter(store, model, embedder.dim, chunker, compression, base, lock=lock) as writer:
         writer.keep(keep)
         for doc, chunks, vectors in _embed_documents(fresh, chunker, embedder, report, progress):
             writer.add(DocumentRecord(doc.path, doc.source, doc.title, doc.sha256), chunks, vectors)
@@ -128,10 +146,14 @@ def _open_base(store: Path, model: str | None, embedder: Embedder | None, refit:
     return Store.open(store, model=want, dim=embedder.dim if embedder else None)
 
 
-def _check_same_settings(base: Store, pca_dims: int | None, dtype: str | None, full_dtype: str | None) -> None:
-    """An incremental run keeps the store's compression; asking for another one needs --refit."""
+def _check_same_settings(
+    base: Store, pca_dims: int | None, dtype: str | None, full_dtype: str | None, chunk_tokens: int | None, overlap: int | None,
+) -> None:
+    """An incremental run keeps the store's compression and chunker; asking for others needs --refit."""
     comp = dict(base.manifest["compression"], full_dtype=base.full_dtype.replace("_e4m3fn", ""))
-    for name, want in (("pca_dims", pca_dims), ("dtype", dtype), ("full_dtype", full_dtype)):
+    comp |= {k: base.manifest["chunker"].get(k) for k in ("chunk_tokens", "overlap")}
+    asked = (("pca_dims", pca_dims), ("dtype", dtype), ("full_dtype", full_dtype), ("chunk_tokens", chunk_tokens), ("overlap", overlap))
+    for name, want in asked:
         if want is not None and want != comp[name]:
             raise ConfigError(f"store {base.path} uses {name}={comp[name]}; you asked for {want}. Pass --refit to rebuild it")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from indexing.errors import StoreError
 FORMAT = "compressed-rag-store"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+GENERATION = re.compile(r"g[0-9]{1,9}\Z", re.ASCII)  # ASCII digits only: str.isdigit() accepts "g²"
 
 
 def writer_versions() -> dict[str, str]:
@@ -57,7 +59,7 @@ def read_manifest(store_dir: Path) -> dict[str, Any]:
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1 or data["compression"]["ann"] != "ivf"):
             raise StoreError(f"{path}: field {key!r} is not allowed here; the manifest is corrupt")
     gen = data["generation"]
-    if not gen.startswith("g") or not gen[1:].isdigit():
+    if not GENERATION.match(gen):
         raise StoreError(f"{path}: generation {gen!r} is not a generation name")
     for name, meta in data["files"].items():
         if "/" in name or "\\" in name or name.startswith(".") or not isinstance(meta, dict):

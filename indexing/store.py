@@ -8,12 +8,19 @@ A store is a folder::
     g000003/*scale.npy   float8 scales              g000003/chunks.sqlite  text + metadata
 
 A writer builds a new generation folder beside the current one and then swaps the manifest,
-so readers see either the old store or the new one (see ``indexing.writer``).
+so readers see either the old store or the new one (see ``indexing.writer``). The previous
+generation is kept until the next commit; a reader whose generation vanished while it was
+opening it (two commits in that moment) reads the manifest again.
+
+A store may come from someone else: SQLite is opened read-only with ``trusted_schema=OFF``,
+its schema is checked (the expected tables, no views), and every query runs under a time
+limit; ``index.faiss`` is walked (``indexing.faiss_check``) before FAISS reads it.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +30,9 @@ import numpy as np
 from indexing.chunk import Chunk
 from indexing.compress import Float8Codec, Pca
 from indexing.errors import StoreError, StoreMismatchError
+from indexing.faiss_check import check_index_file
 from indexing.files import sha256_file
+from indexing.generations import current_generation
 from indexing.manifest import read_manifest
 
 INDEX_FILE = "index.faiss"
@@ -34,6 +43,25 @@ FULL_SCALE_FILE = "full_scale.npy"
 FULL_FILE = "full.e4m3"
 FULL_FILES = {"float8_e4m3fn": FULL_FILE, "float16": "full.f16"}  # manifest full_dtype -> file
 DB_FILE = "chunks.sqlite"
+OPEN_ATTEMPTS = 4  # a generation can vanish under a reader only if two commits land while it opens
+QUERY_SECONDS = 30.0  # a chunk-database query running longer is stopped (a hostile view, a huge table)
+TABLE_COLUMNS = {
+    "documents": {"path", "source", "title", "sha256", "chunks"},
+    "chunks": {"row", "doc_path", "source", "title", "page", "start", "end", "text", "extra"},
+}
+
+
+class TimedConnection(sqlite3.Connection):
+    """A connection whose every ``execute`` may run at most QUERY_SECONDS (progress handler)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.deadline = time.monotonic() + QUERY_SECONDS
+        self.set_progress_handler(lambda: time.monotonic() > self.deadline, 10_000)
+
+    def execute(self, *args, **kwargs) -> sqlite3.Cursor:  # type: ignore[no-untyped-def, override]
+        self.deadline = time.monotonic() + QUERY_SECONDS
+        return super().execute(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -63,9 +91,26 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path, model: str | None = None, dim: int | None = None, verify: bool = True) -> Store:
-        """Open the store at ``path``; with ``model``/``dim``, fail unless they match the store's."""
+        """Open the store at ``path``; with ``model``/``dim``, fail unless they match the store's.
+
+        A writer that replaced the generation while it was being opened is not damage: the
+        open starts again from the new manifest."""
         path = Path(path)
-        manifest = read_manifest(path)
+        for _ in range(OPEN_ATTEMPTS):
+            manifest = read_manifest(path)
+            try:
+                return cls._open_generation(path, manifest, model, dim, verify)
+            except StoreMismatchError:
+                raise
+            except (StoreError, OSError) as exc:
+                if current_generation(path) == manifest["generation"]:  # not replaced: the error is real
+                    if isinstance(exc, OSError):
+                        raise StoreError(f"{path}: cannot read {manifest['generation']}: {exc}") from exc
+                    raise
+        raise StoreError(f"{path} was replaced by writers {OPEN_ATTEMPTS} times while it was being opened; try again")
+
+    @classmethod
+    def _open_generation(cls, path: Path, manifest: dict[str, Any], model: str | None, dim: int | None, verify: bool) -> Store:
         emb = manifest["embedding"]
         if (model is not None and model != emb["model"]) or (dim is not None and dim != emb["dim"]):
             raise StoreMismatchError(
@@ -114,6 +159,7 @@ class Store:
         import faiss
 
         file = self._file(INDEX_FILE)
+        check_index_file(file, self.n, self.pca.dims)  # before FAISS trusts a size in it
         try:
             index = faiss.read_index(str(file))
         except RuntimeError as exc:
@@ -127,7 +173,9 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         file = self._file(DB_FILE)
         try:
-            db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, factory=TimedConnection)
+            db.execute("PRAGMA trusted_schema=OFF")
+            _check_schema(db, file)
             (count,) = db.execute("SELECT count(*) FROM chunks").fetchone()
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{file} is not a readable chunk database: {exc}") from exc
@@ -171,7 +219,10 @@ class Store:
 
     def rows_of(self, doc_paths: set[str]) -> np.ndarray:
         """Rows of every chunk of the given documents, ascending: (m,) int64."""
-        rows = [r for (r, p) in self._db.execute("SELECT row, doc_path FROM chunks ORDER BY row") if p in doc_paths]
+        try:
+            rows = [r for (r, p) in self._db.execute("SELECT row, doc_path FROM chunks ORDER BY row") if p in doc_paths]
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
         return np.asarray(rows, np.int64)
 
     def decode_full(self, rows: np.ndarray) -> np.ndarray:
@@ -198,3 +249,16 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_schema(db: sqlite3.Connection, file: Path) -> None:
+    """Tables with the columns the store reads, and no views: a view runs arbitrary SQL on every
+    read (a recursive one never ends). Triggers never fire on a read-only connection."""
+    kinds = dict(db.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").fetchall())
+    views = sorted(name for name, kind in kinds.items() if kind == "view")
+    if views:
+        raise StoreError(f"{file} holds views ({', '.join(map(repr, views[:3]))}); a store's database has tables only")
+    for table, columns in TABLE_COLUMNS.items():
+        have = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')} if kinds.get(table) == "table" else set()
+        if not columns <= have:
+            raise StoreError(f"{file}: table {table!r} is missing or lacks columns {sorted(columns - have)}")

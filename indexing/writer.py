@@ -3,11 +3,13 @@
 Crash safety: everything is written into ``DIR/.tmp-gNNNNNN-PID/``, fsynced, renamed to
 ``DIR/gNNNNNN/``, and only then does ``manifest.json`` (written by rename) point at it. A crash
 at any moment leaves the previous manifest pointing at the previous, untouched generation.
+The writer holds the store's lock (``indexing.lock``) from before it reads the current
+generation until the commit; cleanup removes only folders the store created
+(``indexing.generations``) and keeps the previous generation for readers still opening it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import sqlite3
@@ -23,6 +25,8 @@ from indexing.compress import Float8Codec, Pca, default_pca_dims, fit_pca
 from indexing.errors import ConfigError, StoreError
 from indexing.first_stage import INDEX_CODES, add_vectors, choose_ann, code_bytes, new_index, reduced_vectors, to_ivf
 from indexing.files import fsync_path, sha256_file, write_json_atomic
+from indexing.generations import MARKER, current_generation, is_ours, mark, new_tmp, next_generation, remove_stale
+from indexing.lock import StoreLock
 from indexing.manifest import FORMAT, FORMAT_VERSION, MANIFEST, writer_versions
 from indexing.store import (
     DB_FILE, FULL_FILES, FULL_SCALE_FILE, INDEX_FILE, PCA_ENERGY_FILE, PCA_FILE, REDUCED_SCALE_FILE, Store,
@@ -68,23 +72,25 @@ class GenerationWriter:
         chunker: ChunkSettings,
         compression: CompressionSettings = CompressionSettings(),
         base: Store | None = None,
+        lock: StoreLock | None = None,
     ) -> None:
+        """``lock``: the store's lock, already held by the caller (who read ``base`` under it);
+        without one the writer takes it and refuses a ``base`` that is no longer current."""
         if compression.full_dtype not in ("float8", "float16"):  # checked before anything is written
             raise ConfigError(f"full_dtype={compression.full_dtype!r} is not one of float8, float16")
         self.dir = Path(store_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - held until commit/abort
+        self._own_lock = lock is None or not lock.held
+        self._lock = (lock or StoreLock(self.dir)).acquire() if self._own_lock else lock
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            self._lock.close()
-            raise StoreError(f"another process is writing {self.dir}; wait for it to finish") from exc
+            self.previous = current_generation(self.dir)  # read under the lock
+            if base is not None and base.manifest["generation"] != self.previous:
+                raise StoreError(f"{self.dir} was changed by another writer since it was opened; run again")
+            self.generation = next_generation(self.dir, self.previous)
+            self.tmp = new_tmp(self.dir, self.generation, os.getpid())
+        except BaseException:
+            self._release()
+            raise
         self.model, self.dim, self.chunker, self.compression, self.base = model, dim, chunker, compression, base
-        number = int(base.manifest["generation"][1:]) + 1 if base else _next_generation(self.dir)
-        self.generation = f"g{number:06d}"
-        self.tmp = self.dir / f".tmp-{self.generation}-{os.getpid()}"
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir()
         self._db = sqlite3.connect(self.tmp / DB_FILE)
         self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
         # an incremental run keeps the base's dtypes: kept rows are copied byte for byte
@@ -204,12 +210,11 @@ class GenerationWriter:
                           (REDUCED_SCALE_FILE, self.reduced_codec.scale), (FULL_SCALE_FILE, self.full_codec.scale)):
             np.save(self.tmp / name, np.ascontiguousarray(arr, np.float32), allow_pickle=False)
         files = {}
-        for file in sorted(self.tmp.iterdir()):
+        for file in sorted(f for f in self.tmp.iterdir() if f.name != MARKER):
             fsync_path(file)
             files[file.name] = {"bytes": file.stat().st_size, "sha256": sha256_file(file)}
         fsync_path(self.tmp)
-        final = self.dir / self.generation
-        shutil.rmtree(final, ignore_errors=True)  # a leftover of a crashed run that never went live
+        final = self.dir / self.generation  # next_generation() picked a name no folder has
         os.replace(self.tmp, final)
         fsync_path(self.dir)
         manifest = self._manifest(files, n_docs)
@@ -249,11 +254,10 @@ class GenerationWriter:
         }
 
     def _cleanup(self) -> None:
-        for entry in self.dir.iterdir():
-            if entry.is_dir() and entry.name != self.generation and (entry.name.startswith(".tmp-g") or _is_generation(entry.name)):
-                shutil.rmtree(entry, ignore_errors=True)
-            elif entry.is_file() and entry.name.startswith(f".{MANIFEST}."):  # temp of a killed manifest write
-                entry.unlink(missing_ok=True)
+        """Drop what earlier runs left, keeping this generation and the one it replaced."""
+        if self.previous:
+            mark(self.dir / self.previous)  # the store made it: the next commit may drop it
+        remove_stale(self.dir, {self.generation, self.previous or self.generation})
         self._release()
 
     def abort(self) -> None:
@@ -263,13 +267,13 @@ class GenerationWriter:
                 closer()
             except Exception:  # noqa: BLE001 - best effort while already failing
                 pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if is_ours(self.tmp):
+            shutil.rmtree(self.tmp, ignore_errors=True)
         self._release()
 
     def _release(self) -> None:
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        if self._own_lock:
+            self._lock.release()
 
     def __enter__(self) -> GenerationWriter:
         return self
@@ -278,11 +282,3 @@ class GenerationWriter:
         if exc_type is not None:
             self.abort()
 
-
-def _is_generation(name: str) -> bool:
-    return name.startswith("g") and name[1:].isdigit()
-
-
-def _next_generation(store_dir: Path) -> int:
-    nums = [int(e.name[1:]) for e in store_dir.iterdir() if _is_generation(e.name)]
-    return max(nums, default=0) + 1

@@ -22,9 +22,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--dtype", choices=["float8", "float16", "float32", "sq8"], default=None, help="first-stage codes (default float8)")
     p.add_argument("--full-dtype", choices=["float8", "float16"], default=None, help="rerank vectors (float16: 2x disk, more recall on huge stores)")
     p.add_argument("--ann", choices=["flat", "ivf", "auto"], default="auto", help="auto: flat float8 scan below 10M chunks, IVF above")
-    p.add_argument("--chunk-tokens", type=positive_int, default=256)
-    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--chunk-tokens", type=positive_int, default=None, help="tokens per chunk of a new store (default 256)")
+    p.add_argument("--overlap", type=int, default=None, help="overlap in tokens of a new store (default 32)")
     p.add_argument("--refit", action="store_true", help="rebuild from scratch (new PCA basis)")
+    p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True,
+                   help="remove documents of indexed folders whose files are gone (default; a missing folder prunes nothing)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another writer of the store to finish (default 0: fail at once, nothing changed)")
     p.add_argument("--embed-backend", choices=list(BACKENDS), default="auto",
                    help="document embedding: openvino (bf16 where the CPU has it, ~2x torch), torch, or auto (openvino from 256 chunks)")
     p.add_argument("--json", action="store_true")
@@ -60,7 +64,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         report = index_paths(
             args.paths, args.store, model=args.model, pca_dims=args.pca_dims, pca_variance=args.pca_variance,
             dtype=args.dtype, full_dtype=args.full_dtype, ann=args.ann, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
-            refit=args.refit, embed_backend=args.embed_backend, progress=progress,
+            refit=args.refit, prune=args.prune, embed_backend=args.embed_backend, progress=progress,
+            wait=args.wait, on_wait=lambda message: print(message, file=sys.stderr, flush=True),
         )
     finally:
         progress.close()

@@ -64,7 +64,12 @@ class Retriever:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = load_embedder(self.store.manifest["embedding"]["model"])
+            emb = self.store.manifest["embedding"]
+            embedder = load_embedder(emb["model"])
+            if embedder.dim != emb["dim"]:  # a manifest naming a model of another dimension
+                raise StoreMismatchError(f"store {self.store.path} says its vectors have dim {emb['dim']}, but its model "
+                                         f"{emb['model']!r} gives dim {embedder.dim}; the manifest is wrong, rebuild with --refit")
+            self._embedder = embedder
         return self._embedder
 
     def search(

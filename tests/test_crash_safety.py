@@ -10,6 +10,7 @@ Children are started two runs ahead and wait on stdin, so their import time over
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from indexing.build import index_paths
+from indexing.generations import MARKER
 from indexing.manifest import MANIFEST
 from indexing.store import Store
 
@@ -85,7 +87,8 @@ def content(store: Path) -> tuple[dict[str, str], int]:
 
 
 def generation_dirs(store: Path) -> list[str]:
-    return sorted(e.name for e in store.iterdir() if e.is_dir() and (e.name.startswith(".tmp-g") or e.name[:1] == "g"))
+    """Generation and temporary folders the store made (they carry the writer's marker file)."""
+    return sorted(e.name for e in store.iterdir() if e.is_dir() and (e / MARKER).is_file())
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +168,14 @@ def check_after_kill(world: dict, store: Path, what: str) -> str:
     got = content(store)
     assert got in (world["old"], world["new"]), f"{what}: the store holds a mix of old and new content"
     outcome = "old" if got == world["old"] else "new"
+    before = json.loads((store / MANIFEST).read_text())["generation"]
     # the lock file, tmp folder or orphan generation left by the killed writer must not block this run
     report = index_paths([world["folder"]], store, embedder=world["embedder"]())
     assert content(store) == world["new"], f"{what}: re-running the index did not give the new content"
-    if report.changed:
+    if report.changed:  # only this generation and the one it replaced (kept for readers) remain
         with Store.open(store, verify=False) as s:
             gen = s.manifest["generation"]
-        assert generation_dirs(store) == [gen], f"{what}: leftovers after a clean run: {generation_dirs(store)}"
+        assert generation_dirs(store) == sorted({gen, before}), f"{what}: leftovers after a clean run: {generation_dirs(store)}"
     return outcome
 
 
@@ -235,14 +239,25 @@ def test_crash_at_fixed_points(world, die_at, expect):
 def test_stale_lock_tmp_and_orphan_generation_do_not_block(world):
     store = fresh_store(world, "stale")
     (store / ".lock").write_text("12345\n")  # a lock file nobody holds
-    junk = store / ".tmp-g000002-999999"
+    junk = store / ".tmp-g000002-999999"  # a killed writer's temporary folder
     junk.mkdir()
+    (junk / MARKER).touch()
     (junk / "index.faiss").write_bytes(b"half written")
     orphan = store / "g000002"  # a generation that was renamed into place but never made current
     orphan.mkdir()
+    (orphan / MARKER).touch()
     (orphan / "chunks.sqlite").write_bytes(b"not a database")
     (store / f".{MANIFEST}.tmpabcd").write_text("{")
+    user = [store / "g2019", store / ".tmp-g000005-1"]  # folders the store did not make: never deleted
+    for folder in user:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
     assert content(store) == world["old"]  # the manifest still names g000001: the junk is never read
     report = index_paths([world["folder"]], store, embedder=world["embedder"]())
     assert report.changed and content(store) == world["new"]
-    assert generation_dirs(store) == ["g000002"]
+    gen = json.loads((store / MANIFEST).read_text())["generation"]
+    assert gen == "g000003"  # a name no folder has: nothing is overwritten
+    assert generation_dirs(store) == ["g000001", gen]  # the replaced generation is kept for readers
+    assert all((f / "notes.txt").read_text() == "mine" for f in user)
+    index_paths([world["folder"] / "doc100.txt"], store, embedder=world["embedder"](), refit=True)
+    assert generation_dirs(store) == [gen, "g000004"]  # g000001 went one commit later

@@ -236,7 +236,7 @@ def test_one_writer_at_a_time(docs_folder, store, fake_embedder):
     index(docs_folder, store, fake_embedder)
     writer = GenerationWriter(store, "fake/hash-64", 64, ChunkSettings())
     try:
-        with pytest.raises(StoreError, match="another process is writing"):
+        with pytest.raises(StoreError, match=r"writer in this process \(pid \d+\) is writing"):
             index(docs_folder, store, fake_embedder, refit=True)
     finally:
         writer.abort()

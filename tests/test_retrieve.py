@@ -168,7 +168,7 @@ def test_incremental_writer_keeps_codes_byte_for_byte(tmp_path, structured_vecto
         assert [c.text for c in new.chunks([0, PER_DOC, 2 * PER_DOC])] == ["row 100", "row 300", "row 900"]
         D, I = Retriever(new).search_vectors(xb[-PER_DOC:][:5], 1, oversample=new.n)
         np.testing.assert_array_equal(I[:, 0], 2 * PER_DOC + np.arange(5))  # new rows find themselves
-    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == ["g000002"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == ["g000001", "g000002"]  # previous kept for readers
 
 
 def incremental(path: Path, base: Store, keep: set[str], xb_new: np.ndarray) -> Store:
