@@ -24,6 +24,11 @@ EMPTY_QUESTION = "Type a question first: the message was empty."
 UPLOAD_DIR = "corpus"  # uploads live inside the store folder, next to its generations
 
 
+# An upload that finds another writer (a `rag index` run) waits this long for it, then reports it
+# was busy: a chat user cannot pass `--wait`, and a few minutes is what an incremental run takes.
+UPLOAD_WAIT = 300.0
+
+
 class Stores:
     """Open stores by path, one RagChat each, sharing embedders; reopened after an upload."""
 
@@ -65,7 +70,7 @@ class Stores:
                 if dest.name != name:
                     renamed.append(f"{name} as {dest.name}")
                 copies.append(dest)
-            report = index_paths(copies, store, embedder=chat.retriever.embedder, prune=False, progress=progress)
+            report = index_paths(copies, store, embedder=chat.retriever.embedder, prune=False, progress=progress, wait=UPLOAD_WAIT)
             with self._lock:
                 old = self._chats.pop(store, None)
             if old is not None:
