@@ -11,8 +11,9 @@ Real processes against real stores (fake embedder, so it needs no model):
   embeds through OpenVINO; the store must then open with the old or the new content (counts
   unreadable or mixed stores) and the next writer must get the lock at once (orphaned locks).
 
-Other checks (the lead adds the no-network and markdown-beacon runs here) go in ``CHECKS``: each
-is a function returning ``{name: count}``, added into the summary line. Exit status 1 if any
+The no-network and markdown-beacon checks of ``tests.privacy_checks`` run last (``--no-privacy``
+skips them: the beacon check needs Chromium). Every check in ``CHECKS`` is a function returning
+``{name: count}``, added into the summary line. Exit status 1 if any
 count > 0. The output of a full run is kept in bench/results/hostile_store.txt.
 """
 
@@ -208,7 +209,21 @@ CHECKS: list[Callable[[Path, random.Random, argparse.Namespace], Counts]] = [
     lambda root, rng, args: readers_during_commits(root, args.commits),
     lambda root, rng, args: sigkills(root, rng, args.kills),
     lambda root, rng, args: openvino_kills(root, rng, args.openvino_kills),
+    lambda root, rng, args: privacy(root, args.privacy),
 ]
+
+
+def privacy(root: Path, run: bool) -> Counts:
+    """Outbound connection attempts of rag index + search + chat start-up, and requests a
+    browser makes to a beacon URL quoted from a document."""
+    if not run:
+        return {}
+    from tests.privacy_checks import beacon_requests, outbound_connections
+
+    (root / "net").mkdir()
+    (root / "beacon").mkdir()
+    repo = Path(__file__).resolve().parents[1]
+    return {"outbound connections": outbound_connections(repo, root / "net"), "beacon requests": beacon_requests(root / "beacon")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=30)
     parser.add_argument("--commits", type=int, default=100)
     parser.add_argument("--openvino-kills", type=int, default=3, help="kills while the real model embeds (0: skip)")
+    parser.add_argument("--privacy", action=argparse.BooleanOptionalAction, default=True,
+                        help="the no-network and markdown-beacon checks (need Chromium)")
     parser.add_argument("--seed", type=int, default=20261201)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
