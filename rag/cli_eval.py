@@ -69,19 +69,23 @@ def add_answer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server of the --llm models, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--answer-k", type=int, default=DEFAULT_K, metavar="K", help="chunks given to the answerer, as `rag ask -k`")
     p.add_argument("--report", default=None, metavar="DIR", help="write an HTML report of the answers (index.html, plot, JSON)")
+    p.add_argument("--judge", default=None, metavar="MODEL", help="also rate each answer with this LLM judge (off by default)")
+    p.add_argument("--judge-base-url", default=None, metavar="URL", help="server of the --judge model (default: --base-url)")
 
 
 def answer_runner(args: argparse.Namespace, parameters: dict[str, Any], log: Any) -> tuple[Any, list[dict[str, Any]]]:
     """The ``answer_eval`` callback of ``evaluate`` for --answers (None without), and the list its
     checkpoints fill: the results so far are rewritten to --json after every question."""
     if not args.answers:
-        if args.llm or args.report:
-            raise ConfigError("--llm and --report apply to answers: add --answers N")
+        if args.llm or args.report or args.judge:
+            raise ConfigError("--llm, --report and --judge apply to answers: add --answers N")
         return None, []
     from rag.eval_answers import answer_quality, check_llms, make_answerers, parse_llms
+    from rag.eval_judge import Judge
 
     llms = parse_llms(args.llm)
     check_llms(llms, args.base_url)
+    judge = Judge(args.judge, args.judge_base_url or args.base_url) if args.judge else None
     partial: list[dict[str, Any]] = []
 
     def checkpoint(answers: dict[str, Any]) -> None:
@@ -92,7 +96,7 @@ def answer_runner(args: argparse.Namespace, parameters: dict[str, Any], log: Any
         log(f"answering {args.answers} questions with {', '.join(llms)}")
         answerers = make_answerers(retriever.embedder, llms, args.base_url)
         return answer_quality(data, retriever, answerers, args.answers, k=args.answer_k, oversample=args.oversample,
-                              checkpoint=checkpoint, log=log)
+                              checkpoint=checkpoint, log=log, judge=judge)
 
     return run, partial
 

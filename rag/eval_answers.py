@@ -23,6 +23,7 @@ from rag.answer_metrics import (  # re-exported: the metrics lived here first
     contains_reference, exact_match, is_declined, normalize_answer, strip_citations, summarize, token_f1, verdict,
 )
 from rag.chat import Answer, RagChat
+from rag.eval_judge import Judge, judge_summary
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE, Hit
 
 if TYPE_CHECKING:
@@ -110,6 +111,10 @@ def score_answer(answer: Answer, references: Sequence[str], relevant: set[str], 
     }
 
 
+def _summary(name: str, rows: list[dict[str, Any]], judge: Judge | None) -> dict[str, Any]:
+    return {"name": name, **summarize(rows), **(judge_summary(rows) if judge is not None else {})}
+
+
 def _ask(chat: RagChat, question: str) -> tuple[Answer, float, float | None]:
     """The finished answer, seconds to the end of the stream and to its first text."""
     t0 = time.perf_counter()
@@ -124,16 +129,18 @@ def _ask(chat: RagChat, question: str) -> tuple[Answer, float, float | None]:
 def answer_quality(
     data: BeirData, retriever: TextRetriever, answerers: dict[str, Answerer], n: int, k: int = DEFAULT_K,
     oversample: int = DEFAULT_OVERSAMPLE, seed: int = 0, checkpoint: Checkpoint | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = None, judge: Judge | None = None,
 ) -> dict[str, Any]:
     """Answer ``n`` seeded questions with every answerer through ``RagChat`` over the top ``k`` chunks.
 
     ``checkpoint`` gets the results so far after each question. On a ``GenerationError`` it gets
     the partial results (``complete`` false, ``error`` set) and the error is raised again.
+    ``judge`` (optional) rates every answer; its rates and agreement join each answerer's summary.
     """
     if k < 1:
         raise ConfigError(f"--answer-k {k} must be >= 1")
     picked = pick_questions(data, n, seed)
+    t0 = time.perf_counter()
     chats = {label: RagChat(retriever, a, k, oversample) for label, a in answerers.items()}
     questions: list[dict[str, Any]] = []
 
@@ -141,9 +148,10 @@ def answer_quality(
         return {
             "n": len(questions), "n_requested": len(picked), "k": k, "oversample": oversample, "seed": seed,
             "complete": error is None and len(questions) == len(picked), "error": error,
+            "seconds": round(time.perf_counter() - t0, 1),
             f"retrieval_hit@{k}": float(np.mean([q["retrieved"] for q in questions])) if questions else None,
-            "answerers": {label: {"name": answerers[label].name,
-                                  **summarize([q["answers"][label] for q in questions])} for label in answerers},
+            "answerers": {label: _summary(answerers[label].name, [q["answers"][label] for q in questions], judge)
+                          for label in answerers},
             "questions": questions,
         }
 
@@ -157,15 +165,18 @@ def answer_quality(
         for label, chat in chats.items():
             try:
                 answer, seconds, first = _ask(chat, question)
+                prompt, completion, source = _tokens(chat.answerer, answer)
+                scored = score_answer(answer, references, relevant, retrieved) | {
+                    "latency_s": seconds, "first_token_s": first, "prompt_tokens": prompt,
+                    "completion_tokens": completion, "tokens_from": source,
+                }
+                if judge is not None:
+                    scored["judge"] = judge.rate(question, references, answer.text, scored["cited"])
             except GenerationError as exc:
                 if checkpoint:
                     checkpoint(result(f"{label} failed at question {done} of {len(picked)}: {exc}"))
                 raise
-            prompt, completion, source = _tokens(chat.answerer, answer)
-            row["answers"][label] = score_answer(answer, references, relevant, retrieved) | {
-                "latency_s": seconds, "first_token_s": first, "prompt_tokens": prompt,
-                "completion_tokens": completion, "tokens_from": source,
-            }
+            row["answers"][label] = scored
         questions.append(row)
         if checkpoint:
             checkpoint(result())

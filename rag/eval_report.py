@@ -23,6 +23,10 @@ SPLIT = [  # retrieval vs answerer: where the questions that were not answered c
     ("declined_when_retrieval_missed", "declined | retrieval missed", "{:.3f}"),
     ("declined_when_retrieved", "declined | retrieved", "{:.3f}"),
 ]
+JUDGE = [  # only when --judge ran
+    ("judge_correct", "judge: correct", "{:.3f}"), ("judge_faithful", "judge: faithful", "{:.3f}"),
+    ("judge_agrees_exact_match", "judge = EM", "{:.3f}"), ("judge_agrees_contains", "judge = contains ref", "{:.3f}"),
+]
 DEFINITIONS = [
     ("EM / token F1", "SQuAD normalisation (lowercase, no punctuation or articles), citations removed, best reference"),
     ("contains ref", "a normalised reference answer appears in the normalised answer as whole words; counts as correct"),
@@ -33,6 +37,7 @@ DEFINITIONS = [
     ("answerer failure", "not correct although a relevant chunk was retrieved"),
     ("latency", "seconds per answer, retrieval + generation, one question at a time"),
     ("tokens", "server usage fields when sent, else tiktoken cl100k counts (extractive: no prompt)"),
+    ("judge", "optional LLM judge (rag.eval_judge.PROMPT); 'judge = EM': share of answers where its verdict equals exact match"),
 ]
 
 
@@ -46,8 +51,9 @@ def format_answers(a: dict[str, Any]) -> str:
     labels = list(a["answerers"])
     width = max(len(s) for s in labels + ["answerer"])
     out = [f"answers ({a['n']} seeded questions, top-{k} chunks of the default store; "
-           f"a relevant chunk retrieved for {_fmt(a[f'retrieval_hit@{k}'], '{:.3f}')}):"]
-    for columns in (COLUMNS, SPLIT):
+           f"a relevant chunk retrieved for {_fmt(a[f'retrieval_hit@{k}'], '{:.3f}')}"
+           + (f"; {a['seconds']:.0f} s in all):" if a.get("seconds") is not None else "):")]
+    for columns in _column_sets(a):
         widths = [max(len(title), 6) for _, title, _ in columns]
         out.append("  " + f"{'answerer':<{width}}  " + "  ".join(f"{t:>{w}}" for (_, t, _), w in zip(columns, widths)))
         for label in labels:
@@ -56,6 +62,11 @@ def format_answers(a: dict[str, Any]) -> str:
     if not a["complete"]:
         out.append(f"  PARTIAL: {a['n']} of {a['n_requested']} questions done" + (f" ({a['error']})" if a["error"] else ""))
     return "\n".join(out)
+
+
+def _column_sets(a: dict[str, Any]) -> list[list[tuple[str, str, str]]]:
+    judged = any("judge_correct" in s for s in a["answerers"].values())
+    return [COLUMNS, SPLIT, JUDGE] if judged else [COLUMNS, SPLIT]
 
 
 def plot_tradeoff(a: dict[str, Any], png: str | Path) -> None:
@@ -105,6 +116,14 @@ def _configs_table(report: dict[str, Any]) -> str:
             f"<th>% of float32</th><th>recall@{k}</th></tr>{rows}</table>")
 
 
+def _judged(r: dict[str, Any]) -> str:
+    j = r.get("judge")
+    if not j:
+        return ""
+    yes_no = {True: "yes", False: "no", None: "?"}
+    return f"<br>judge: correct {yes_no[j['correct']]}, faithful {yes_no[j['faithful']]}"
+
+
 def _question(i: int, q: dict[str, Any]) -> str:
     refs = " | ".join(escape(r) for r in q["references"])
     retrieved = "yes" if q["retrieved"] else "no (retrieval miss)"
@@ -120,7 +139,7 @@ def _question(i: int, q: dict[str, Any]) -> str:
         parts.append(
             f'<tr><th>{escape(label)}</th><td class="answer">{escape(r["answer"])}</td>'
             f'<td><span class="{cls}">{escape(r["verdict"])}</span><br>EM {r["exact_match"]:.0f} · F1 {r["f1"]:.2f} · '
-            f'{r["latency_s"]:.2f} s</td><td>{cited}</td></tr>'
+            f'{r["latency_s"]:.2f} s{_judged(r)}</td><td>{cited}</td></tr>'
         )
     parts.append("</table></div>")
     return "".join(parts)
@@ -141,10 +160,15 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> Path:
     title = f"Answers on {Path(str(report.get('dataset', ''))).name or 'the dataset'}"
     body = [f"<h1>{escape(title)}</h1>",
             f"<p>{a['n']} of {a['n_requested']} seeded questions, top-{a['k']} chunks of the default store; "
-            f"a relevant chunk was retrieved for {_fmt(a['retrieval_hit@' + str(a['k'])], '{:.3f}')} of them.</p>"]
+            f"a relevant chunk was retrieved for {_fmt(a['retrieval_hit@' + str(a['k'])], '{:.3f}')} of them"
+            + (f"; answering took {a['seconds']:.0f} s" if a.get("seconds") is not None else "")
+            + (f" (load average {report['machine']['load_average_1m']} on {report['machine']['cpus']} cpus at the start)"
+               if "machine" in report else "") + ".</p>"]
     if not a["complete"]:
         body.append(f'<p class="bad">PARTIAL RESULTS: {escape(a["error"] or "the run stopped early")}</p>')
     body += ["<h2>Answer quality</h2>", _table(a, COLUMNS), "<h2>Retrieval vs answerer</h2>", _table(a, SPLIT)]
+    if len(_column_sets(a)) > 2:
+        body += ["<h2>LLM judge</h2>", _table(a, JUDGE)]
     verdicts = "".join(f"<tr><th>{escape(label)}</th>" + "".join(f"<td>{s['verdicts'][v]}</td>" for v in VERDICTS)
                        + "</tr>" for label, s in a["answerers"].items())
     body.append("<table><tr><th>answerer</th>" + "".join(f"<th>{escape(v)}</th>" for v in VERDICTS) + f"</tr>{verdicts}</table>")

@@ -202,3 +202,23 @@ def test_llm_without_answers_is_a_one_line_error(tmp_path: Path, capsys) -> None
     folder = write_beir(tmp_path / "ds")
     assert main(["eval", "--dataset", str(folder), "--llm", "smollm2"]) == 1
     assert "add --answers N" in capsys.readouterr().err
+
+
+# -- the optional LLM judge ------------------------------------------------------------------------------
+def test_judge_reply_parsing_and_agreement(monkeypatch) -> None:
+    from rag.eval_judge import Judge, judge_messages, judge_summary, parse_verdict
+
+    assert parse_verdict("FAITHFUL: yes\nCORRECT: no") == {"faithful": True, "correct": False}
+    assert parse_verdict("Correct - YES. faithful: no. correct: no") == {"faithful": False, "correct": True}  # first wins
+    assert parse_verdict("I think it is fine.") == {"faithful": None, "correct": None}
+    rows = [{"exact_match": 1.0, "contains_reference": 1.0, "judge": {"correct": True, "faithful": True}},
+            {"exact_match": 0.0, "contains_reference": 1.0, "judge": {"correct": True, "faithful": False}},
+            {"exact_match": 0.0, "contains_reference": 0.0, "judge": {"correct": None, "faithful": None}}]
+    s = judge_summary(rows)
+    assert s["judge_rated"] == 2 and s["judge_correct"] == 1.0 and s["judge_faithful"] == 0.5
+    assert s["judge_agrees_exact_match"] == 0.5 and s["judge_agrees_contains"] == 1.0
+    user = judge_messages("q?", ["a", "b"], "ans [1]", [{"n": 1, "text": "src"}])[1]["content"]
+    assert "- a\n- b" in user and "[1] src" in user
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="--judge-base-url"):
+        Judge("smollm2")

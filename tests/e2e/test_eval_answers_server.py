@@ -1,5 +1,5 @@
 """``rag eval --answers`` against a real OpenAI-compatible server (llama.cpp serving SmolLM2-135M):
-extractive and SmolLM2 side by side, the HTML report opened in a real browser, and a server
+extractive and SmolLM2 side by side (SmolLM2 also as --judge), the HTML report opened in a real browser, and a server
 killed mid-run (clear one-line error, the questions done kept on disk)."""
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def browser():  # type: ignore[no-untyped-def]
 def test_extractive_and_smollm2_side_by_side_with_a_report(dataset: Path, llm_server: str, tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
     out, report = tmp_path / "answers.json", tmp_path / "report"
     argv = ["eval", "--dataset", str(dataset), "--cache-dir", str(tmp_path / "cache"), "--answers", "3", "--answer-k", "2",
-            "--llm", "extractive,smollm2", "--base-url", llm_server, "--json", str(out), "--report", str(report)]
+            "--llm", "extractive,smollm2", "--base-url", llm_server, "--json", str(out), "--report", str(report),
+            "--judge", "smollm2"]
     assert main(argv) == 0
     a = json.loads(out.read_text())["answers"]
     assert a["complete"] and a["n"] == 3 and list(a["answerers"]) == ["extractive", "smollm2"]
@@ -79,6 +80,9 @@ def test_extractive_and_smollm2_side_by_side_with_a_report(dataset: Path, llm_se
         assert q["answers"]["smollm2"]["answer"].strip() and q["retrieved"]  # the tiny corpus is always found
         assert q["answers"]["extractive"]["verdict"] in ("correct", "wrong: answerer", "declined: answerer")
     assert a["answerers"]["extractive"]["citation_recall"] == 1.0  # quotes of the relevant document, cited
+    judged = [r["judge"] for q in a["questions"] for r in q["answers"].values()]
+    assert len(judged) == 6 and all(j["reply"].strip() for j in judged)  # the judge (same server) rated every answer
+    assert {"judge_correct", "judge_agrees_exact_match"} <= set(llm)
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto((report / "index.html").as_uri())
