@@ -79,11 +79,12 @@ def plot_tradeoff(a: dict[str, Any], png: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for key, title, marker in (("contains_reference", "contains a reference", "o"), ("f1", "token F1", "s"),
                                ("citation_recall", "citation recall", "^")):
-        pts = [(s["latency_s_p50"], s[key], label) for label, s in a["answerers"].items()
-               if s["latency_s_p50"] is not None and s[key] is not None]
+        pts = [(s["latency_s_p50"], s[key]) for s in a["answerers"].values() if s["latency_s_p50"] is not None and s[key] is not None]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=60, label=title)
-        for x, y, label in pts:
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    for label, s in a["answerers"].items():  # one name per answerer, above its best point
+        scores = [s[key] for key in ("contains_reference", "f1", "citation_recall") if s[key] is not None]
+        if s["latency_s_p50"] is not None and scores:
+            ax.annotate(label, (s["latency_s_p50"], max(scores)), textcoords="offset points", xytext=(-10, 10), fontsize=9)
     ax.set_xscale("log")
     ax.set_xlabel("p50 seconds per answer (log scale)")
     ax.set_ylabel("score")
