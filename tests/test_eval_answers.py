@@ -222,3 +222,25 @@ def test_judge_reply_parsing_and_agreement(monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="--judge-base-url"):
         Judge("smollm2")
+
+
+def test_token_counts_prefer_the_servers_usage_fields(fake_embedder) -> None:
+    from types import SimpleNamespace
+
+    from rag.answer import OpenAIAnswerer, _usage
+    from rag.chat import Answer
+    from rag.eval_answers import _tokens
+
+    assert _usage(SimpleNamespace(usage=SimpleNamespace(prompt_tokens=120, completion_tokens=7))) == {
+        "prompt_tokens": 120, "completion_tokens": 7}
+    assert _usage(SimpleNamespace(usage=None)) is None and _usage(SimpleNamespace()) is None
+    llm = OpenAIAnswerer("m", base_url="http://127.0.0.1:9/v1")
+    hit = Hit(1, 1.0, 0, "Zebras have stripes.", "zebra", "", None, 0, 20, "")
+    answer = Answer("what do zebras have", "what do zebras have", "Stripes [1].", sources=[hit])
+    llm.last_usage = {"prompt_tokens": 120, "completion_tokens": 7}
+    assert _tokens(llm, answer) == (120, 7, "server")
+    llm.last_usage = None  # a server that sends no usage: tiktoken counts of the same messages
+    prompt, completion, source = _tokens(llm, answer)
+    assert source == "tiktoken" and completion == 5 and prompt > 50  # "Stripes [1]." is 5 cl100k tokens
+    extractive = make_answerers(fake_embedder, ["extractive"])["extractive"]
+    assert _tokens(extractive, answer) == (None, 5, "tiktoken (no prompt)")
