@@ -128,6 +128,10 @@ class OpenAIAnswerer:
         self.client = OpenAI(api_key=key or "not-needed", base_url=self.base_url, timeout=timeout)
         self.context_tokens, self.answer_tokens, self.temperature = context_tokens, answer_tokens, temperature
         self.name = f"{model} via {self.base_url or 'OpenAI'}"
+        # Token usage of the last finished call as the server reported it (None when it sent none).
+        # ``rag eval`` reads it after each answer; with concurrent chats it is the latest call's.
+        self.request_usage = False  # ask for usage in streams (stream_options, OpenAI / vLLM / llama.cpp)
+        self.last_usage: dict[str, int] | None = None
 
     def condense(self, question: str, history: Sequence[Turn]) -> str:
         if not history:
@@ -142,18 +146,31 @@ class OpenAIAnswerer:
     def _chat(self, messages: list[dict[str, str]], stream: bool, max_tokens: int) -> Iterator[str]:
         from openai import OpenAIError
 
+        self.last_usage = None
+        extra = {"stream_options": {"include_usage": True}} if stream and self.request_usage else {}
         try:
             response = self.client.chat.completions.create(
-                model=self.model, messages=messages, stream=stream, max_tokens=max_tokens, temperature=self.temperature
+                model=self.model, messages=messages, stream=stream, max_tokens=max_tokens, temperature=self.temperature,
+                **extra,
             )
             if not stream:
+                self.last_usage = _usage(response)
                 yield response.choices[0].message.content or ""
                 return
             for event in response:
+                self.last_usage = _usage(event) or self.last_usage
                 if event.choices and event.choices[0].delta.content:
                     yield event.choices[0].delta.content
         except OpenAIError as exc:
             raise GenerationError(f"the answer model {self.model!r} at {self.base_url or 'OpenAI'} failed: {exc}") from exc
+
+
+def _usage(response: object) -> dict[str, int] | None:
+    """``{"prompt_tokens", "completion_tokens"}`` from a response or stream event carrying usage."""
+    usage = getattr(response, "usage", None)
+    if usage is None or getattr(usage, "prompt_tokens", None) is None:
+        return None
+    return {"prompt_tokens": int(usage.prompt_tokens), "completion_tokens": int(usage.completion_tokens or 0)}
 
 
 def make_answerer(

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from indexing.errors import ConfigError, GenerationError
 from rag.cli import check_writable, positive_int
-from rag.retrieve import DEFAULT_OVERSAMPLE
+from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
 
 def add_eval_commands(sub: Any) -> None:
@@ -28,6 +29,7 @@ def add_eval_commands(sub: Any) -> None:
     p.add_argument("--budget", type=int, default=None, metavar="BYTES", help="recommend the best sweep config within this first-stage size")
     p.add_argument("--build-store", default=None, metavar="DIR", help="store folder to put in the recommended `rag index` command")
     p.add_argument("--answers", type=int, default=0, metavar="N", help="answer N sampled questions (needs answers.jsonl)")
+    add_answer_flags(p)
     p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/compressed-rag/embeddings)")
     p.set_defaults(func=cmd_eval)
 
@@ -43,17 +45,79 @@ def cmd_eval(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - t0:7.1f}s] {message}", file=sys.stderr, flush=True)
 
-    report = evaluate(
-        args.dataset, model=args.model, pca_dims=args.pca_dims, oversample=args.oversample, k=args.k,
-        max_docs=args.max_docs, max_queries=args.max_queries, sweep=args.sweep or bool(args.plot), budget=args.budget,
-        build_store=args.build_store, answers=args.answers, cache_dir=args.cache_dir, plot=args.plot, log=log,
-    )
-    report["parameters"] = {key: value for key, value in vars(args).items() if key not in ("func", "command")}
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    parameters = {key: value for key, value in vars(args).items() if key not in ("func", "command")}
+    answer_eval, partial = answer_runner(args, parameters, log)
+    try:
+        report = evaluate(
+            args.dataset, model=args.model, pca_dims=args.pca_dims, oversample=args.oversample, k=args.k,
+            max_docs=args.max_docs, max_queries=args.max_queries, sweep=args.sweep or bool(args.plot), budget=args.budget,
+            build_store=args.build_store, answer_eval=answer_eval, cache_dir=args.cache_dir, plot=args.plot, log=log,
+        )
+    except (GenerationError, KeyboardInterrupt) as exc:
+        if not partial or not (args.json or args.report):
+            raise
+        write_outputs(args, {"dataset": args.dataset, "k": args.k, "answers": partial[-1], "parameters": parameters})
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        written = " and ".join(x for x in (args.json, args.report) if x)
+        raise GenerationError(f"{exc}; the {partial[-1]['n']} questions done are written to {written}") from exc
+    report["parameters"] = parameters
+    write_outputs(args, report)
     print(format_report(report))
     return 0
+
+
+def add_answer_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--llm", default=None, metavar="MODEL[,MODEL...]",
+                   help="answerers compared side by side with --answers: 'extractive' and/or model names (default: extractive)")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible server of the --llm models, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--answer-k", type=positive_int, default=DEFAULT_K, metavar="K", help="chunks given to the answerer, as `rag ask -k`")
+    p.add_argument("--report", default=None, metavar="DIR", help="write an HTML report of the answers (index.html, plot, JSON)")
+    p.add_argument("--judge", default=None, metavar="MODEL", help="also rate each answer with this LLM judge (off by default)")
+    p.add_argument("--judge-base-url", default=None, metavar="URL", help="server of the --judge model (default: --base-url)")
+
+
+def answer_runner(args: argparse.Namespace, parameters: dict[str, Any], log: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """The ``answer_eval`` callback of ``evaluate`` for --answers (None without), and the list its
+    checkpoints fill: the results so far are rewritten to --json after every question."""
+    if not args.answers:
+        if args.llm or args.report or args.judge:
+            raise ConfigError("--llm, --report and --judge apply to answers: add --answers N")
+        return None, []
+    from rag.eval_answers import answer_quality, check_llms, make_answerers, parse_llms
+    from rag.eval_judge import Judge
+
+    llms = parse_llms(args.llm)
+    check_llms(llms, args.base_url)
+    judge = Judge(args.judge, args.judge_base_url or args.base_url) if args.judge else None
+    partial: list[dict[str, Any]] = []
+
+    def checkpoint(answers: dict[str, Any]) -> None:
+        partial[:] = [answers]
+        write_outputs(args, {"dataset": args.dataset, "answers": answers, "parameters": parameters}, html=False)
+
+    def run(data: Any, retriever: Any) -> dict[str, Any]:
+        log(f"answering {args.answers} questions with {', '.join(llms)}")
+        answerers = make_answerers(retriever.embedder, llms, args.base_url)
+        return answer_quality(data, retriever, answerers, args.answers, k=args.answer_k, oversample=args.oversample,
+                              checkpoint=checkpoint, log=log, judge=judge)
+
+    return run, partial
+
+
+def write_outputs(args: argparse.Namespace, report: dict[str, Any], html: bool = True) -> None:
+    """--json OUT, and with answers --report DIR (``report.json`` always, the page when ``html``)."""
+    report_json = Path(args.report) / "report.json" if args.report and "answers" in report else None
+    for out in (Path(args.json) if args.json else None, report_json):
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            tmp.replace(out)
+    if html and report_json is not None:
+        from rag.eval_report import write_report
+
+        write_report(report, args.report)
 
 
 def format_table(rows: list[dict[str, Any]], k: int, pareto: bool = False) -> str:
@@ -104,11 +168,10 @@ def format_report(report: dict[str, Any]) -> str:
         if r.get("note"):
             out.append(f"  note: {r['note']}")
     if "answers" in report:
-        a = report["answers"]
-        hit_k = a[f"retrieval_hit@{a['k']}"]
-        out += ["", f"answers ({a['n']} seeded questions, top-{a['k']} hits of the default store, {a['answerer']}):",
-                f"  exact match {a['exact_match']:.3f}  token F1 {a['f1']:.3f}  answer contains a reference "
-                f"{a['answer_contains_reference']:.3f}  citation hit rate {a['citation_hit_rate']:.3f}  "
-                f"retrieval hit@{a['k']} {hit_k:.3f}"]
+        from rag.eval_report import format_answers
+
+        out += ["", format_answers(report["answers"])]
+        if report["parameters"].get("report"):
+            out.append(f"report: {Path(report['parameters']['report']) / 'index.html'}")
     out += ["", f"total {report['seconds']:.1f}s"]
     return "\n".join(out)

@@ -23,12 +23,11 @@ import numpy as np
 
 from indexing.embed import DEFAULT_MODEL, Embedder
 from indexing.errors import ConfigError
-from rag.eval_answers import answer_quality
 from rag.eval_configs import (
     MemorySearcher, SearchConfig, StorePool, StoreSearcher, index_command, latency_ms, main_configs,
     pareto_front, plot_sweep, recommend, sweep_configs,
 )
-from rag.retrieve import DEFAULT_OVERSAMPLE
+from rag.retrieve import DEFAULT_OVERSAMPLE, Retriever
 
 Log = Callable[[str], None]
 DEFAULT_CACHE = Path("~/.cache/compressed-rag/embeddings")
@@ -270,13 +269,16 @@ def evaluate(
     sweep: bool = False,
     budget: int | None = None,
     build_store: str | None = None,
-    answers: int = 0,
+    answer_eval: Callable[[BeirData, Retriever], dict[str, Any]] | None = None,
     cache_dir: str | Path | None = None,
     plot: str | Path | None = None,
     embedder: Embedder | None = None,
     log: Log | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every configuration on ``dataset``; the returned dict is what ``--json`` writes."""
+    """Evaluate every configuration on ``dataset``; the returned dict is what ``--json`` writes.
+
+    ``answer_eval`` (e.g. ``rag.eval_answers.answer_quality`` with its options bound) is called with
+    the data and a ``Retriever`` over the default store; its dict is ``report["answers"]``."""
     import indexing.embed
 
     if k < 1:
@@ -302,7 +304,7 @@ def evaluate(
 
     t_start = time.perf_counter()
     data = load_beir(dataset, max_docs, max_queries)
-    if answers and not data.answers:
+    if answer_eval is not None and not data.answers:
         raise ConfigError(f"--answers needs {data.path / 'answers.jsonl'} (SQuAD-style answers); drop --answers for this dataset")
     if k > len(data.doc_ids):
         raise ConfigError(f"-k {k} is more than the {len(data.doc_ids)} documents of {data.path}; use -k 10 (or at most {len(data.doc_ids)})")
@@ -355,10 +357,9 @@ def evaluate(
                 if not best["rerank"]:
                     best["note"] = "measured without rerank; `rag search` reranks with the float8 full vectors"
                 report["recommended"] = best
-        if answers:
-            log(f"answering {answers} questions with the extractive answerer")
-            default_searcher = StoreSearcher(pool.retriever(default.pca_dims, default.dtype), default)
-            report["answers"] = answer_quality(data, xq, default_searcher, get_embedder(), answers)
+        if answer_eval is not None:
+            log("answering questions over the default store")
+            report["answers"] = answer_eval(data, Retriever(pool.retriever(default.pca_dims, default.dtype).store, get_embedder()))
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     return report
 

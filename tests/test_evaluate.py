@@ -242,7 +242,7 @@ def test_rag_eval_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("indexing.embed.load_embedder", lambda model="", base_url=None, backend="auto": loads.append(model) or emb)
     out, png = tmp_path / "eval.json", tmp_path / "sweep.png"
     argv = ["eval", "--dataset", str(folder), "--cache-dir", str(tmp_path / "cache"), "--json", str(out),
-            "--plot", str(png), "--budget", "16", "--build-store", "stores/x", "--answers", "3"]
+            "--plot", str(png), "--budget", "16", "--build-store", "stores/x", "--answers", "3", "--model", emb.model_id]
     assert main(argv) == 0
     report = json.loads(out.read_text())
     assert {"dataset", "model", "n_docs", "n_queries", "configs", "default", "sweep", "recommended", "answers"} <= set(report)
@@ -256,18 +256,19 @@ def test_rag_eval_end_to_end(tmp_path, monkeypatch, capsys):
     assert report["default"]["reaches_target"] == (default["ndcg@10"] >= 0.99 * base["ndcg@10"])
     assert base["ndcg@10"] > 0.9  # the fake embedder finds each topic's document
     assert report["recommended"]["bytes_per_vector"] <= 16
-    assert "--store stores/x --pca-dims" in report["recommended"]["command"]
+    assert "--store stores/x --model test/words-64 --pca-dims" in report["recommended"]["command"]
     assert any(r["pareto"] for r in report["sweep"])
     assert all(r["measured_via"] == "store" for r in report["sweep"])  # every PCA point is a real store
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     a = report["answers"]
-    assert a["n"] == 3 and 0 <= a["f1"] <= 1 and a["citation_hit_rate"] == 1.0  # each topic's doc is cited
+    s = a["answerers"]["extractive"]
+    assert a["n"] == 3 and 0 <= s["f1"] <= 1 and s["citation_recall"] == 1.0  # each topic's doc is cited
     stdout = capsys.readouterr().out
     assert "float32 flat (baseline)" in stdout and "default store" in stdout and "build it: rag index" in stdout
     assert len(loads) == 1
     calls = (emb.doc_calls, emb.query_calls)
 
-    assert main(["eval", "--dataset", str(folder), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main(["eval", "--dataset", str(folder), "--cache-dir", str(tmp_path / "cache"), "--model", emb.model_id]) == 0
     assert len(loads) == 1 and (emb.doc_calls, emb.query_calls) == calls  # from the cache, no model load
 
 
