@@ -43,15 +43,20 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def positive_int(value: str) -> int:
+def positive_int(value: str, least: int = 1) -> int:
     """argparse type: an integer >= 1 (``1e9`` or ``0`` give a usage error, not a traceback)."""
     try:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    if number < least:
+        raise argparse.ArgumentTypeError(f"{value} must be {least} or more")
     return number
+
+
+def non_negative_int(value: str) -> int:
+    """argparse type: an integer >= 0."""
+    return positive_int(value, least=0)
 
 
 def check_writable(path: str, flag: str) -> None:

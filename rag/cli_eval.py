@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from indexing.errors import ConfigError, GenerationError
-from rag.cli import check_writable, positive_int
+from rag.cli import check_writable, non_negative_int, positive_int
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
 
@@ -28,7 +28,7 @@ def add_eval_commands(sub: Any) -> None:
     p.add_argument("--sweep", action="store_true", help="also sweep PCA dims x dtype x rerank")
     p.add_argument("--budget", type=int, default=None, metavar="BYTES", help="recommend the best sweep config within this first-stage size")
     p.add_argument("--build-store", default=None, metavar="DIR", help="store folder to put in the recommended `rag index` command")
-    p.add_argument("--answers", type=int, default=0, metavar="N", help="answer N sampled questions (needs answers.jsonl)")
+    p.add_argument("--answers", type=non_negative_int, default=0, metavar="N", help="answer N sampled questions (needs answers.jsonl)")
     add_answer_flags(p)
     p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/compressed-rag/embeddings)")
     p.set_defaults(func=cmd_eval)

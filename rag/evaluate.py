@@ -285,8 +285,6 @@ def evaluate(
         raise ConfigError(f"-k {k} must be >= 1")
     if budget is not None and budget < 1:
         raise ConfigError(f"--budget {budget} must be a positive number of bytes per vector")
-    if answers < 0:
-        raise ConfigError(f"--answers {answers} must be >= 0 (0: no answer evaluation)")
     if pca_dims is not None and pca_dims < 1:
         raise ConfigError(f"--pca-dims {pca_dims} must be >= 1 (or left out for dim/4)")
     cache = Path(cache_dir or DEFAULT_CACHE).expanduser()

@@ -313,11 +313,9 @@ def test_cache_dir_that_is_a_file_and_huge_k_are_config_errors(tmp_path, capsys)
 
     with pytest.raises(ConfigError, match="--pca-dims 0 must be >= 1"):
         evaluate(folder, pca_dims=0, cache_dir=tmp_path / "c", embedder=WordEmbedder())
-    with pytest.raises(ConfigError, match="--answers -1 must be >= 0"):
-        evaluate(folder, answers=-1, cache_dir=tmp_path / "c", embedder=WordEmbedder())
 
 
-@pytest.mark.parametrize("argv", [["-k", "1e9"], ["--pca-dims", "0"], ["--oversample", "-3"], ["-k", "ten"]])
+@pytest.mark.parametrize("argv", [["-k", "1e9"], ["--pca-dims", "0"], ["--oversample", "-3"], ["-k", "ten"], ["--answers", "-1"], ["--answer-k", "0"]])
 def test_bad_numbers_are_usage_errors(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as exc:
         main(["eval", "--dataset", str(tmp_path), *argv])
