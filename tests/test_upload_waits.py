@@ -6,18 +6,17 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import FAKE_MODEL, FakeEmbedder
 from indexing.build import index_paths
 from indexing.lock import StoreLock
 from indexing.store import Store
 from ui.app import Stores
 
 
-def test_upload_waits_for_another_writer(docs_folder: Path, tmp_path: Path, fake_embedder: FakeEmbedder) -> None:
+def test_upload_waits_for_another_writer(docs_folder: Path, tmp_path: Path, fake_embedder) -> None:  # type: ignore[no-untyped-def]
     store = tmp_path / "store"
     index_paths([docs_folder], store, embedder=fake_embedder)
     stores = Stores(llm="extractive", base_url=None)
-    stores._embedders[FAKE_MODEL] = fake_embedder  # the fake model has no files to load
+    stores._embedders[fake_embedder.model_id] = fake_embedder  # the fake model has no files to load
     upload = tmp_path / "otters.txt"
     upload.write_text("Sea otters hold hands while they sleep so that they do not drift apart.", encoding="utf-8")
 
