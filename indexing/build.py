@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,8 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
             sha = sha256_file(f.path)
         except OSError as exc:
             report.skipped.append(Skipped(str(f.path), f"cannot read: {exc.strerror or exc}"))
+            if str(f.path) in known:  # unreadable for now (permissions, I/O): keep what was indexed
+                keep.add(str(f.path))
             continue
         if known.get(str(f.path), ("",))[0] == sha:
             keep.add(str(f.path))
@@ -116,7 +119,8 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
     for path in known:
         if path in seen:
             continue
-        if prune and any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
+        under = any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+        if prune and under and _gone(path):  # not found by the walk is not gone (unreadable folder)
             report.removed.append(known[path][2])
         else:
             keep.add(path)
@@ -137,6 +141,18 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
         report.manifest = writer.commit()
     report.chunks = report.manifest["counts"]["chunks"]
     return report
+
+
+def _gone(path: str) -> bool:
+    """The file no longer exists. A path that cannot be checked (a folder without read or search
+    permission on the way, an I/O error) is not gone: pruning it would lose documents."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _open_base(store: Path, model: str | None, embedder: Embedder | None, refit: bool) -> Store | None:
