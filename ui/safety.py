@@ -64,16 +64,30 @@ class UploadLimit:
             length = headers.get(b"content-length", b"").decode("latin-1")
             if self.read_only:
                 return await _refuse(send, 403, "This chat is read-only: uploads are turned off.")
-            if not length.isdigit():
-                return await _refuse(send, 411, "Uploads must declare their size (Content-Length).")
+            if not length.isdigit() or b"transfer-encoding" in headers:  # chunked: the length would be a lie
+                return await _refuse(send, 411, "Uploads must declare their size (Content-Length, not chunked).")
             if int(length) > self.max_bytes:
                 return await _refuse(send, 413, f"Upload too large: the limit is {self.max_bytes // 2**20} MB.")
+            receive = _at_most(receive, int(length))
         await self.app(scope, receive, send)
 
     def _carries_files(self, scope: dict) -> bool:
         path = scope.get("path", "").rstrip("/")
         content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
         return path.endswith(self.UPLOAD_ROUTES) or content_type.lower().startswith(b"multipart/")
+
+
+def _at_most(receive: Any, limit: int) -> Any:
+    """``receive`` that ends the request (a disconnect) once the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def counted() -> dict:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        return {"type": "http.disconnect"} if seen > limit else message
+
+    return counted
 
 
 async def _refuse(send: Any, status: int, message: str) -> None:
