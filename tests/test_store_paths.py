@@ -1,0 +1,29 @@
+"""Odd places for a store: a folder name that is not UTF-8, a store inside the folder it indexes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from indexing.build import index_paths
+from indexing.store import Store
+from rag.cli import main
+
+
+def test_store_folder_name_that_is_not_utf8(tmp_path, fake_embedder, monkeypatch, capsys):
+    """FAISS got such paths as ``str`` and SWIG raised TypeError: a traceback after all the work."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Walruses haul out on the sea ice to rest.", encoding="utf-8")
+    store = tmp_path / os.fsdecode(b"Ablage-\xff")  # Latin-1 name on a UTF-8 system
+    report = index_paths([docs], store, embedder=fake_embedder)
+    assert report.added == ["docs/a.txt"]
+    with Store.open(store, verify=True) as s:
+        assert s.index.ntotal == s.n == report.chunks
+    (docs / "b.txt").write_text("Seals sleep in the water.", encoding="utf-8")
+    assert index_paths([docs], store, embedder=fake_embedder).added == ["docs/b.txt"]  # incremental
+    import rag.retrieve
+
+    monkeypatch.setattr(rag.retrieve, "load_embedder", lambda *a, **k: type(fake_embedder)())
+    assert main(["search", "walruses", "--store", str(store), "-k", "1"]) == 0
+    assert "docs/a.txt" in capsys.readouterr().out
