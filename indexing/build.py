@@ -115,7 +115,7 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
         if progress:
             progress("hashing", i + 1, len(files))
     seen = {str(f.path) for f in files}
-    roots = [str(Path(p).resolve()) for p in paths if Path(p).is_dir()]  # a missing folder prunes nothing
+    roots = [r for r in map(_existing_folder, paths) if r]  # a missing folder prunes nothing
     for path in known:
         if path in seen:
             continue
@@ -141,6 +141,14 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
         report.manifest = writer.commit()
     report.chunks = report.manifest["counts"]["chunks"]
     return report
+
+
+def _existing_folder(path: str | Path) -> str | None:
+    """``path`` resolved when it is a folder; None when it is not, or cannot be checked (too long)."""
+    try:
+        return str(Path(path).resolve()) if Path(path).is_dir() else None
+    except (OSError, RuntimeError):
+        return None
 
 
 def _gone(path: str) -> bool:
