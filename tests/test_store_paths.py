@@ -27,3 +27,19 @@ def test_store_folder_name_that_is_not_utf8(tmp_path, fake_embedder, monkeypatch
     monkeypatch.setattr(rag.retrieve, "load_embedder", lambda *a, **k: type(fake_embedder)())
     assert main(["search", "walruses", "--store", str(store), "-k", "1"]) == 0
     assert "docs/a.txt" in capsys.readouterr().out
+
+
+def test_store_inside_the_folder_it_indexes(tmp_path, fake_embedder):
+    """The store's own files (manifest, generations) are not documents: before, every later run
+    reported them as skipped and `rag index` exited 3 for good."""
+    docs = tmp_path / "notes"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Walruses haul out on the sea ice to rest.", encoding="utf-8")
+    store = docs / "store"
+    index_paths([docs], store, embedder=fake_embedder)
+    (store / "corpus").mkdir()  # where the chat keeps uploads: real documents, still indexed
+    (store / "corpus" / "up.md").write_text("# Upload\n\nNarwhals have one long tusk.", encoding="utf-8")
+    for _ in range(2):
+        report = index_paths([docs], store, embedder=fake_embedder)
+        assert report.skipped == [], [s.path for s in report.skipped]
+    assert sorted(report.added + report.unchanged) == ["notes/a.txt", "notes/store/corpus/up.md"]
