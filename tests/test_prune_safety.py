@@ -9,17 +9,14 @@ the unreadable folder is a child process without CAP_DAC_OVERRIDE / CAP_DAC_READ
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from indexing.build import index_paths
 from indexing.store import Store
+from tests.unprivileged import run_unprivileged
 
-TESTS = Path(__file__).resolve().parent
 CHILD = (
     "import sys, json\n"
     "from pathlib import Path\n"
@@ -32,16 +29,7 @@ CHILD = (
 
 def index_without_privileges(folder: Path, store: Path) -> str:
     """Index ``folder`` in a child that file permissions apply to (also when the tests run as root)."""
-    cmd = [sys.executable, "-c", CHILD, str(folder), str(store)]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.fail("running as root needs setpriv (util-linux) to drop the permission override")
-        caps = "-dac_override,-dac_read_search"
-        cmd = [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}", *cmd]
-    path = os.pathsep.join(filter(None, [str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH")]))
-    done = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1"),
-                          capture_output=True, text=True, timeout=120)
+    done = run_unprivileged("-c", CHILD, str(folder), str(store))
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
