@@ -96,6 +96,8 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
     model = base.manifest["embedding"]["model"] if base else (embedder.model_id if embedder else model or DEFAULT_MODEL)
     report = IndexReport(str(store))
     files, report.skipped = discover(paths)
+    if refit:
+        files += _carry_over(store, files, report)
     known = base.documents() if base else {}
     fresh: list[tuple[SourceFile, str]] = []
     keep: set[str] = set()
@@ -141,6 +143,29 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
         report.manifest = writer.commit()
     report.chunks = report.manifest["counts"]["chunks"]
     return report
+
+
+def _carry_over(store: Path, files: list[SourceFile], report: IndexReport) -> list[SourceFile]:
+    """``--refit`` rebuilds the whole store, not only what ``paths`` hold: the old store's documents
+    whose files still exist (other folders, chat uploads) are read again under the same citation
+    name; the others (files gone, texts added through LangChain) are reported removed."""
+    if not (store / MANIFEST).exists():
+        return []
+    try:
+        with Store.open(store, verify=False) as old:
+            docs = old.documents()
+    except StoreError:  # a damaged store is a reason to refit: nothing of it can be read
+        return []
+    have = {str(f.path) for f in files}
+    carry = []
+    for path, (_, _, source) in docs.items():
+        if path in have:
+            continue
+        if os.path.isabs(path) and os.path.isfile(path):
+            carry.append(SourceFile(Path(path), source))
+        else:
+            report.removed.append(source)
+    return carry
 
 
 def _existing_folder(path: str | Path) -> str | None:

@@ -90,3 +90,22 @@ def test_hidden_file_indexed_on_its_own_survives_indexing_its_folder(tmp_path, f
     assert stored(store) == ALL | {"n.txt"}
     (folder / ".notes" / "n.txt").unlink()  # really gone now: pruned
     assert index_paths([folder], store, embedder=fake_embedder).removed == ["n.txt"]
+
+
+def test_refit_keeps_the_stores_other_documents(tmp_path, fake_embedder):
+    """`--refit` (what a change of --chunk-tokens asks for) rebuilt the store from the given paths
+    only: documents indexed from other folders (or uploaded in the chat) vanished, with removed=0."""
+    folder = docs(tmp_path)
+    other = tmp_path / "Y"
+    other.mkdir()
+    (other / "y.txt").write_text("Yaks graze on high plateaus.", encoding="utf-8")
+    (other / "z.txt").write_text("Zebus carry loads in the heat.", encoding="utf-8")
+    store = tmp_path / "store"
+    index_paths([folder], store, embedder=fake_embedder)
+    index_paths([other], store, embedder=fake_embedder)
+    (other / "z.txt").unlink()
+    report = index_paths([folder], store, embedder=fake_embedder, refit=True, chunk_tokens=64)
+    assert report.removed == ["Y/z.txt"]  # its file is gone: said, not silent
+    assert stored(store) == ALL | {"Y/y.txt"}  # same citation name as before
+    with Store.open(store) as s:
+        assert s.manifest["chunker"]["chunk_tokens"] == 64
