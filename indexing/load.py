@@ -111,6 +111,10 @@ def _consider(path: Path, source: str, found: dict[Path, SourceFile], skipped: l
     if not resolved.is_file():
         skipped.append(Skipped(str(path), "not a regular file"))
         return
+    if resolved.suffix.lower() not in SUPPORTED_SUFFIXES:  # e.g. a link x.txt -> store/.lock: reading
+        # the lock file and closing it would drop this process's POSIX lock on it
+        skipped.append(Skipped(str(path), f"links to a file of unsupported type {resolved.suffix or '(none)'}"))
+        return
     found.setdefault(resolved, SourceFile(resolved, source))
 
 

@@ -43,3 +43,19 @@ def test_store_inside_the_folder_it_indexes(tmp_path, fake_embedder):
         report = index_paths([docs], store, embedder=fake_embedder)
         assert report.skipped == [], [s.path for s in report.skipped]
     assert sorted(report.added + report.unchanged) == ["notes/a.txt", "notes/store/corpus/up.md"]
+
+
+def test_a_link_to_the_lock_file_is_not_read(tmp_path, fake_embedder):
+    """``x.txt -> store/.lock`` was hashed and loaded: opening and closing the lock file drops this
+    process's POSIX lock (lockf), so a second writer could start mid-run. Links are judged by the
+    type of the file they point to."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Walruses haul out on the sea ice to rest.", encoding="utf-8")
+    store = tmp_path / "store"
+    index_paths([docs], store, embedder=fake_embedder)
+    (docs / "x.txt").symlink_to(store / ".lock")
+    (docs / "b.txt").write_text("Seals sleep in the water.", encoding="utf-8")
+    report = index_paths([docs], store, embedder=fake_embedder)
+    assert report.added == ["docs/b.txt"]
+    assert [s.reason for s in report.skipped] == ["links to a file of unsupported type (none)"]
