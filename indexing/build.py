@@ -101,8 +101,13 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
     known = base.documents() if base else {}
     fresh: list[tuple[SourceFile, str]] = []
     keep: set[str] = set()
+    lock_id = lock.file_id()
     for i, f in enumerate(files):
         try:
+            st = f.path.stat()
+            if (st.st_dev, st.st_ino) == lock_id:  # a hard link to .lock: closing it would drop the lock
+                report.skipped.append(Skipped(str(f.path), "is the store's lock file"))
+                continue
             sha = sha256_file(f.path)
         except OSError as exc:
             report.skipped.append(Skipped(str(f.path), f"cannot read: {exc.strerror or exc}"))

@@ -59,3 +59,18 @@ def test_a_link_to_the_lock_file_is_not_read(tmp_path, fake_embedder):
     report = index_paths([docs], store, embedder=fake_embedder)
     assert report.added == ["docs/b.txt"]
     assert [s.reason for s in report.skipped] == ["links to a file of unsupported type (none)"]
+
+
+def test_a_hard_link_to_the_lock_file_is_not_read(tmp_path, fake_embedder):
+    """A hard link ``x.txt`` to ``store/.lock`` has a supported name and a plain file behind it:
+    reading and closing it dropped the writer's POSIX lock (and indexed the writer's PID)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Walruses haul out on the sea ice to rest.", encoding="utf-8")
+    store = tmp_path / "store"
+    index_paths([docs], store, embedder=fake_embedder)
+    os.link(store / ".lock", docs / "x.txt")
+    (docs / "b.txt").write_text("Seals sleep in the water.", encoding="utf-8")
+    report = index_paths([docs], store, embedder=fake_embedder)
+    assert report.added == ["docs/b.txt"]
+    assert [s.reason for s in report.skipped] == ["is the store's lock file"]
