@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,14 +96,23 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
     model = base.manifest["embedding"]["model"] if base else (embedder.model_id if embedder else model or DEFAULT_MODEL)
     report = IndexReport(str(store))
     files, report.skipped = discover(paths)
+    if refit:
+        files += _carry_over(store, files, report)
     known = base.documents() if base else {}
     fresh: list[tuple[SourceFile, str]] = []
     keep: set[str] = set()
+    lock_id = lock.file_id()
     for i, f in enumerate(files):
         try:
+            st = f.path.stat()
+            if (st.st_dev, st.st_ino) == lock_id:  # a hard link to .lock: closing it would drop the lock
+                report.skipped.append(Skipped(str(f.path), "is the store's lock file"))
+                continue
             sha = sha256_file(f.path)
         except OSError as exc:
             report.skipped.append(Skipped(str(f.path), f"cannot read: {exc.strerror or exc}"))
+            if str(f.path) in known:  # unreadable for now (permissions, I/O): keep what was indexed
+                keep.add(str(f.path))
             continue
         if known.get(str(f.path), ("",))[0] == sha:
             keep.add(str(f.path))
@@ -112,11 +122,12 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
         if progress:
             progress("hashing", i + 1, len(files))
     seen = {str(f.path) for f in files}
-    roots = [str(Path(p).resolve()) for p in paths if Path(p).is_dir()]  # a missing folder prunes nothing
+    roots = [r for r in map(_existing_folder, paths) if r]  # a missing folder prunes nothing
     for path in known:
         if path in seen:
             continue
-        if prune and any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
+        under = any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+        if prune and under and _gone(path):  # not found by the walk is not gone (unreadable folder)
             report.removed.append(known[path][2])
         else:
             keep.add(path)
@@ -137,6 +148,49 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
         report.manifest = writer.commit()
     report.chunks = report.manifest["counts"]["chunks"]
     return report
+
+
+def _carry_over(store: Path, files: list[SourceFile], report: IndexReport) -> list[SourceFile]:
+    """``--refit`` rebuilds the whole store, not only what ``paths`` hold: the old store's documents
+    whose files still exist (other folders, chat uploads) are read again under the same citation
+    name; the others (files gone, texts added through LangChain) are reported removed."""
+    if not (store / MANIFEST).exists():
+        return []
+    try:
+        with Store.open(store, verify=False) as old:
+            docs = old.documents()
+    except StoreError:  # a damaged store is a reason to refit: nothing of it can be read
+        return []
+    have = {str(f.path) for f in files}
+    carry = []
+    for path, (_, _, source) in docs.items():
+        if path in have:
+            continue
+        if os.path.isabs(path) and os.path.isfile(path):
+            carry.append(SourceFile(Path(path), source))
+        else:
+            report.removed.append(source)
+    return carry
+
+
+def _existing_folder(path: str | Path) -> str | None:
+    """``path`` resolved when it is a folder; None when it is not, or cannot be checked (too long)."""
+    try:
+        return str(Path(path).resolve()) if Path(path).is_dir() else None
+    except (OSError, RuntimeError):
+        return None
+
+
+def _gone(path: str) -> bool:
+    """The file no longer exists. A path that cannot be checked (a folder without read or search
+    permission on the way, an I/O error) is not gone: pruning it would lose documents."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _open_base(store: Path, model: str | None, embedder: Embedder | None, refit: bool) -> Store | None:

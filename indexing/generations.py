@@ -42,8 +42,11 @@ def next_generation(store_dir: Path, current: str | None) -> str:
 def new_tmp(store_dir: Path, generation: str, pid: int) -> Path:
     """Create the marked temporary folder a generation is written into."""
     tmp = store_dir / f".tmp-{generation}-{pid}"
-    tmp.mkdir()
-    (tmp / MARKER).touch()
+    try:
+        tmp.mkdir()
+        (tmp / MARKER).touch()
+    except OSError as exc:  # a read-only or full disk, a folder of another user
+        raise StoreError(f"cannot write into the store folder {store_dir}: {exc.strerror or exc}") from exc
     return tmp
 
 

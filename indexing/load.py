@@ -10,6 +10,7 @@ from pathlib import Path
 
 from indexing.errors import LoadError
 from indexing.files import sha256_file
+from indexing.generations import MARKER as STORE_MARKER  # a folder a store writer made
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -51,7 +52,8 @@ class SourceFile:
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[SourceFile], list[Skipped]]:
-    """Walk files and folders (recursively, not following symlinked folders) for supported files."""
+    """Walk files and folders (recursively, not following symlinked folders) for supported files.
+    Hidden names, and the files of a store kept inside a walked folder, are passed over silently."""
     found: dict[Path, SourceFile] = {}
     skipped: list[Skipped] = []
     for raw in paths:
@@ -72,13 +74,21 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[SourceFile],
             skipped.append(Skipped(display_path(exc.filename or base), f"cannot read folder: {exc.strerror or exc}"))
 
         for dirpath, dirnames, filenames in os.walk(base, followlinks=False, onerror=unreadable):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            made = {d for d in dirnames if _store_made(Path(dirpath) / d)}  # a store's generations
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in made)
             for name in sorted(filenames):
-                if name.startswith("."):
+                if name.startswith(".") or (made and name == "manifest.json"):  # a store inside the folder
                     continue
                 path = Path(dirpath) / name
                 _consider(path, f"{base.name}/{path.relative_to(base).as_posix()}", found, skipped)
     return list(found.values()), skipped
+
+
+def _store_made(folder: Path) -> bool:
+    try:
+        return (folder / STORE_MARKER).is_file()
+    except OSError:  # a path too long to check: not one a store made
+        return False
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
@@ -100,6 +110,10 @@ def _consider(path: Path, source: str, found: dict[Path, SourceFile], skipped: l
         return
     if not resolved.is_file():
         skipped.append(Skipped(str(path), "not a regular file"))
+        return
+    if resolved.suffix.lower() not in SUPPORTED_SUFFIXES:  # e.g. a link x.txt -> store/.lock: reading
+        # the lock file and closing it would drop this process's POSIX lock on it
+        skipped.append(Skipped(str(path), f"links to a file of unsupported type {resolved.suffix or '(none)'}"))
         return
     found.setdefault(resolved, SourceFile(resolved, source))
 

@@ -50,6 +50,14 @@ class StoreLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def file_id(self) -> tuple[int, int] | None:
+        """(device, inode) of the held lock file: reading it through another name (a hard link)
+        and closing that descriptor would drop the lock."""
+        if self._fd is None:
+            return None
+        st = os.fstat(self._fd)
+        return st.st_dev, st.st_ino
+
     def acquire(self) -> StoreLock:
         make_store_dir(self.dir)
         check_store_folder(self.dir)

@@ -37,6 +37,8 @@ def read_manifest(store_dir: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise StoreError(f"{path} is corrupt (not valid JSON: {exc}); rebuild with `rag index ... --refit`") from exc
+    except OSError as exc:  # no permission to read it, an I/O error
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise StoreError(f"{path} is not a {FORMAT} manifest")
     version = data.get("format_version")

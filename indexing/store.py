@@ -31,6 +31,7 @@ from indexing.chunk import Chunk
 from indexing.compress import Float8Codec, Pca
 from indexing.errors import StoreError, StoreMismatchError
 from indexing.faiss_check import check_index_file
+from indexing.faiss_io import read_index_file
 from indexing.files import sha256_file
 from indexing.generations import current_generation
 from indexing.manifest import read_manifest
@@ -161,7 +162,7 @@ class Store:
         file = self._file(INDEX_FILE)
         check_index_file(file, self.n, self.pca.dims)  # before FAISS trusts a size in it
         try:
-            index = faiss.read_index(str(file))
+            index = read_index_file(file)  # any path, also one that is not UTF-8
         except RuntimeError as exc:
             raise StoreError(f"{file} is not a readable FAISS index: {exc}") from exc
         if isinstance(index, faiss.IndexIVF) != (self.manifest["compression"]["ann"] == "ivf"):

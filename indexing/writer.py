@@ -24,6 +24,7 @@ from indexing.chunk import Chunk, ChunkSettings
 from indexing.compress import Float8Codec, Pca, default_pca_dims, fit_pca
 from indexing.errors import ConfigError, StoreError
 from indexing.first_stage import INDEX_CODES, add_vectors, choose_ann, code_bytes, new_index, reduced_vectors, to_ivf
+from indexing.faiss_io import write_index_file
 from indexing.files import fsync_path, sha256_file, write_json_atomic
 from indexing.generations import MARKER, current_generation, is_ours, mark, new_tmp, next_generation, remove_stale
 from indexing.lock import StoreLock
@@ -205,7 +206,7 @@ class GenerationWriter:
         n_docs = self._db.execute("SELECT count(*) FROM documents").fetchone()[0]
         self._db.close()
         self._full.close()
-        faiss.write_index(self.index, str(self.tmp / INDEX_FILE))
+        write_index_file(self.index, self.tmp / INDEX_FILE)  # any path, also one that is not UTF-8
         for name, arr in ((PCA_FILE, self.pca.components), (PCA_ENERGY_FILE, self.pca.energy),
                           (REDUCED_SCALE_FILE, self.reduced_codec.scale), (FULL_SCALE_FILE, self.full_codec.scale)):
             np.save(self.tmp / name, np.ascontiguousarray(arr, np.float32), allow_pickle=False)

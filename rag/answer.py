@@ -16,7 +16,7 @@ import numpy as np
 
 from indexing.embed import Embedder
 from indexing.errors import ConfigError, GenerationError
-from rag.prompt import Turn, build_messages, condense_messages, looks_like_instruction
+from rag.prompt import Turn, build_messages, condense_messages, looks_like_instruction, uncite
 from rag.retrieve import Hit
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n\s*\n|\n(?=[#*\-] )")
@@ -98,7 +98,7 @@ class ExtractiveAnswerer:
                 yield "I could not find an answer to that in the documents."
                 return
             for i, (sentence, number) in enumerate(picked):
-                for word in sentence.split(" "):
+                for word in uncite(sentence).split(" "):  # the document's own "[2]" is no citation
                     yield word + " "
                 yield f"[{number}]" + ("\n\n" if i < len(picked) - 1 else "")
 

@@ -30,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader closed stdout early (`| head`, `| grep -q`): stop quietly
         _silence_stdout()
         return EXIT_ERROR
+    except OSError as exc:  # the disk, not the program: full, read-only, no permission
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {clean(f'{exc.strerror or exc}{where}')}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _silence_stdout() -> None:

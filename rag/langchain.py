@@ -25,6 +25,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from indexing.chunk import Chunk, ChunkSettings
 from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder, normalize
 from indexing.errors import ConfigError
+from indexing.generations import current_generation
 from indexing.manifest import MANIFEST, read_manifest
 from indexing.store import Store
 from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
@@ -110,9 +111,11 @@ class CompressedVectorStore(VectorStore):
         """The current generation (opened once per write), or None while the store is empty.
         Searches take it without waiting for a write: they finish on the generation they got."""
         opened = self._opened
-        if opened is not None:
+        if opened is not None and opened[0].store.manifest["generation"] == current_generation(self.store_dir):
             return opened
-        with self._lock:
+        with self._lock:  # first use, or another writer (process or instance) committed since
+            if self._opened is not None and self._opened[0].store.manifest["generation"] != current_generation(self.store_dir):
+                self._opened = None
             if self._opened is None and (self.store_dir / MANIFEST).exists():
                 retriever = Retriever(Store.open(self.store_dir), self._get_embedder())
                 self._opened = (retriever, ChunkTable(retriever.store))
@@ -157,6 +160,13 @@ class CompressedVectorStore(VectorStore):
         opened = self._open()
         base = opened[0].store if opened else None
         keep = set(base.documents()) - drop if base else set()
+        try:
+            self._write_generation(embedder, base, keep, add)
+        finally:
+            self._opened = None  # searches still holding the old generation finish on it
+
+    def _write_generation(self, embedder: Embedder, base: Store | None, keep: set[str],
+                          add: list[tuple[str, str, dict[str, Any], np.ndarray]]) -> None:
         with GenerationWriter(self.store_dir, embedder.model_id, embedder.dim, ChunkSettings(), self.compression, base) as writer:
             if not keep and not add:  # everything deleted: a store cannot be empty, so it goes
                 (self.store_dir / MANIFEST).unlink()
@@ -170,7 +180,6 @@ class CompressedVectorStore(VectorStore):
                     chunk = Chunk(doc_id, source, str(meta.get("title", "")), page, 0, len(text), text, _to_json(meta))
                     writer.add(DocumentRecord(doc_id, source, chunk.title, ""), [chunk], np.asarray(vec, np.float32)[None, :])
                 writer.commit()
-        self._opened = None  # searches still holding the old generation finish on it
 
     # -- reading ----------------------------------------------------------------------------
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:

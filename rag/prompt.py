@@ -32,10 +32,19 @@ class Turn:
     content: str
 
 
+_CITATION_LIKE = re.compile(r"\[(\d{1,3})\]")  # what rag.chat reads as a citation
+
+
 def format_source(number: int, hit: Hit) -> str:
     """One source as a delimited, labelled block; text is escaped so it cannot close the tag."""
     page = f' page="{hit.page}"' if hit.page else ""
-    return f'<source id="{number}" file="{escape(hit.source)}"{page}>\n{escape(hit.text, quote=False)}\n</source>'
+    return f'<source id="{number}" file="{escape(hit.source)}"{page}>\n{escape(uncite(hit.text), quote=False)}\n</source>'
+
+
+def uncite(text: str) -> str:
+    """Document text with its own ``[n]`` written ``[ n ]``: a quoted reference ("as shown in [2]")
+    must not read as the product's citation of source 2."""
+    return _CITATION_LIKE.sub(r"[ \1 ]", text)
 
 
 def build_messages(

@@ -96,3 +96,24 @@ def test_any_text_round_trips_through_exactly_one_source_element(texts, names):
     assert len(blocks) == len(used) == len(hits)
     for (number, file, body), h in zip(blocks, hits):
         assert (int(number), html.unescape(file), html.unescape(body)) == (h.rank, h.source, h.text)
+
+
+def test_a_documents_own_bracket_numbers_are_not_citations(fake_embedder):
+    """A quoted "as shown in [2]" made the chat claim source 2 was cited (and list it as cited)."""
+    from rag.answer import ExtractiveAnswerer
+    from rag.chat import Answer
+    from rag.prompt import build_messages
+    from rag.retrieve import Hit
+
+    def hit(text: str, source: str) -> Hit:
+        return Hit(rank=1, score=0.9, row=0, text=text, source=source, title="", page=None, start=0, end=len(text), doc_path=source)
+
+    hits = [hit("Walruses rest on sea ice between dives, as shown in [2] and [3].", "a.txt"),
+            hit("Unrelated notes about the price of tea in the harbour markets.", "b.txt"),
+            hit("More unrelated notes about shipping schedules and ferries.", "c.txt")]
+    used, pieces = ExtractiveAnswerer(fake_embedder, max_sentences=1).generate("Where do walruses rest?", hits)
+    answer = Answer("q", "q", text="".join(pieces), sources=used)
+    assert "Walruses rest" in answer.text and answer.cited == [1], answer.text
+    messages, _ = build_messages("Where do walruses rest?", hits)
+    sources = "".join(m["content"] for m in messages).split("<source", 1)[1]
+    assert "[2]" not in sources and "[ 2 ]" in sources, "a source's own [2] reaches the model as a citation"

@@ -10,6 +10,7 @@ from typing import Any
 
 from indexing.build import index_paths
 from indexing.embed import Embedder, load_embedder
+from indexing.generations import current_generation
 from indexing.load import SUPPORTED_SUFFIXES
 from indexing.manifest import MANIFEST
 from rag.answer import make_answerer
@@ -42,6 +43,9 @@ class Stores:
     def chat(self, store: str, verify: bool = True) -> RagChat:
         """The chat over ``store``; ``verify=False`` skips checksums (for a store this process just wrote)."""
         with self._lock:
+            cached = self._chats.get(store)
+            if cached is not None and cached.retriever.store.manifest["generation"] != current_generation(Path(store)):
+                del self._chats[store]  # another writer (`rag index`) committed: answer from its generation
             if store not in self._chats:
                 retriever = Retriever.open(store, verify=verify)
                 model = retriever.store.manifest["embedding"]["model"]

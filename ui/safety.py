@@ -51,9 +51,11 @@ def unique_upload_path(folder: Path, name: str, upload: Path) -> tuple[Path, boo
 class UploadLimit:
     """ASGI middleware in front of Gradio: a request that carries files (a multipart body, or any
     POST to an upload route) must declare its size and stay within ``max_bytes``; with
-    ``read_only`` every such request is refused (403), so no bytes are accepted at all."""
+    ``read_only`` every such request is refused (403), so no bytes are accepted at all. Any other
+    request body may hold at most ``OTHER_MAX_BYTES``."""
 
     UPLOAD_ROUTES = ("/upload", "/process_recording")
+    OTHER_MAX_BYTES = 16 * 2**20  # any other request body (questions, chat history): Gradio reads it into memory
 
     def __init__(self, app: Any, max_bytes: int, read_only: bool = False) -> None:
         self.app, self.max_bytes, self.read_only = app, max_bytes, read_only
@@ -64,16 +66,35 @@ class UploadLimit:
             length = headers.get(b"content-length", b"").decode("latin-1")
             if self.read_only:
                 return await _refuse(send, 403, "This chat is read-only: uploads are turned off.")
-            if not length.isdigit():
-                return await _refuse(send, 411, "Uploads must declare their size (Content-Length).")
+            if not length.isdigit() or b"transfer-encoding" in headers:  # chunked: the length would be a lie
+                return await _refuse(send, 411, "Uploads must declare their size (Content-Length, not chunked).")
             if int(length) > self.max_bytes:
                 return await _refuse(send, 413, f"Upload too large: the limit is {self.max_bytes // 2**20} MB.")
+            receive = _at_most(receive, int(length))
+        elif scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            length = dict(scope.get("headers") or []).get(b"content-length", b"").decode("latin-1")
+            if length.isdigit() and int(length) > self.OTHER_MAX_BYTES:  # a 600 MB JSON body took 2.3 GB
+                return await _refuse(send, 413, f"Request too large: the limit is {self.OTHER_MAX_BYTES // 2**20} MB.")
+            receive = _at_most(receive, self.OTHER_MAX_BYTES)
         await self.app(scope, receive, send)
 
     def _carries_files(self, scope: dict) -> bool:
         path = scope.get("path", "").rstrip("/")
         content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
         return path.endswith(self.UPLOAD_ROUTES) or content_type.lower().startswith(b"multipart/")
+
+
+def _at_most(receive: Any, limit: int) -> Any:
+    """``receive`` that ends the request (a disconnect) once the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def counted() -> dict:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        return {"type": "http.disconnect"} if seen > limit else message
+
+    return counted
 
 
 async def _refuse(send: Any, status: int, message: str) -> None:

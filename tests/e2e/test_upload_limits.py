@@ -70,3 +70,34 @@ def test_read_only_still_answers(read_only_url: str, small_store: Path) -> None:
     from tests.e2e.test_chat_app import _text, ask
 
     assert "dazzle" in _text(ask(read_only_url, small_store, "What is a group of zebras called?")[-1][-2])
+
+
+def test_a_chunked_body_with_a_small_declared_length_is_refused(app_url: str) -> None:
+    """Content-Length: 10 plus Transfer-Encoding: chunked: the server would read the chunks, as many
+    as come (a 144 MB request got through), so the declared size means nothing and is refused."""
+    import socket
+
+    url = httpx.URL(app_url)
+    body = b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n\r\n' + b"a" * 4096 + b"\r\n--xyz--\r\n"
+    head = ("POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+            "Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    with socket.create_connection((url.host, url.port), timeout=30) as conn:
+        conn.sendall(head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+        status = conn.recv(200).split(b"\r\n", 1)[0]
+    assert status.split()[1] == b"411", status
+
+
+@pytest.mark.parametrize("path", ["gradio_api/queue/join", "gradio_api/run/ask"])
+def test_a_huge_body_to_another_route_is_refused_before_it_is_read(app_url: str, path: str) -> None:
+    """Gradio reads JSON bodies into memory: a 600 MB POST to /gradio_api/queue/join took the
+    server from 0.6 to 2.9 GB. A declared size over the limit is refused before the body."""
+    import socket
+
+    url = httpx.URL(app_url)
+    head = (f"POST /{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {600 * 2**20}\r\n\r\n").encode()
+    with socket.create_connection((url.host, url.port), timeout=10) as conn:
+        conn.sendall(head + b'{"data": ["')
+        status = conn.recv(200).split(b"\r\n", 1)[0]
+    assert status.split()[1] == b"413", status
+    assert httpx.get(app_url + "config", timeout=30).status_code == 200
