@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rag.cli import print_json
+from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
 
@@ -14,6 +15,7 @@ def _answer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True)
     p.add_argument("-k", type=int, default=DEFAULT_K)
     p.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE)
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="hybrid (keywords + vectors, default), dense or keyword")
     p.add_argument("--llm", default=None, help="chat model name, or 'extractive' (default: extractive unless OPENAI_API_KEY/OPENAI_BASE_URL is set)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
 
@@ -40,7 +42,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from rag.retrieve import Retriever
 
     retriever = Retriever.open(args.store)
-    chat = RagChat(retriever, make_answerer(retriever.embedder, args.llm, args.base_url), args.k, args.oversample)
+    chat = RagChat(retriever, make_answerer(retriever.embedder, args.llm, args.base_url), args.k, args.oversample, args.mode)
     if args.json:
         print_json(chat.ask(args.question).to_dict())
         return 0
@@ -51,7 +53,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         for n in answer.cited or range(1, len(answer.sources) + 1):
             h = answer.sources[n - 1]
             print(f"  [{n}] {h.source}" + (f" p.{h.page}" if h.page else "") + f" ({h.score:.3f})")
-    print(f"(answerer: {answer.answerer})", file=sys.stderr)
+    print(f"(answerer: {answer.answerer}, mode: {answer.mode})", file=sys.stderr)
     return 0
 
 
@@ -60,7 +62,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     app = build_app(
         args.store, stores_dir=args.stores_dir, llm=args.llm, base_url=args.base_url,
-        allow_upload=not args.read_only, k=args.k, oversample=args.oversample,
+        allow_upload=not args.read_only, k=args.k, oversample=args.oversample, mode=args.mode,
     )
     print(f"chat on http://{args.host}:{args.port}", file=sys.stderr)
     launch(app, args.host, args.port)

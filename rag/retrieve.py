@@ -1,5 +1,7 @@
 """Search a store: reduced float8 search in FAISS for ``k * oversample`` candidates, then rerank
-them with the float8 full vectors and return the best ``k``."""
+them with the float8 full vectors and return the best ``k``. ``mode="hybrid"`` (the default)
+also asks the store's keyword index (BM25) and fuses both legs (rag.fusion); ``"keyword"`` is
+BM25 alone, ``"dense"`` the vectors alone."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from indexing.embed import Embedder, load_embedder
 from indexing.errors import ConfigError, StoreMismatchError
 from indexing.float8_scan import float8_search
 from indexing.store import Store
+from indexing.keyword import query_terms
+from rag.fusion import DEFAULT_MODE, KEYWORD_TOP, POOL, FusionSettings, check_mode, fuse, keyword_coverage
 
 DEFAULT_K = 5
 # Rerank candidates = k * oversample. SQuAD (rag eval): x8 keeps 99.90 % of float32 nDCG@10, x16
@@ -68,17 +72,58 @@ class Retriever:
         return self._embedder
 
     def search(
-        self, query: str, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True
+        self, query: str, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True,
+        mode: str = DEFAULT_MODE,
     ) -> list[Hit]:
-        """The ``k`` best chunks for ``query``; ``exact`` scans all full vectors instead."""
-        xq = self.embedder.embed_queries([query])  # (1, d)
-        D, I = self.search_vectors(xq, k, oversample, exact, rerank)
-        rows = [int(i) for i in I[0] if i >= 0]
+        """The ``k`` best chunks for ``query``; ``exact`` scans all full vectors instead (dense leg)."""
+        check_mode(mode)
+        if k < 1:
+            raise ConfigError(f"k={k} must be >= 1")
+        if mode == "keyword":
+            D, I = self.store.keyword_search(query, k)  # (m,), (m,)
+        else:
+            xq = self.embedder.embed_queries([query])  # (1, d)
+            if mode == "dense":
+                D, I = (a[0] for a in self.search_vectors(xq, k, oversample, exact, rerank))
+            else:
+                D, I = self.hybrid_rows(query, xq[0], k, oversample, exact, rerank)
+        rows = [int(i) for i in I if i >= 0]
         chunks = self.store.chunks(rows)
         return [
-            Hit(rank + 1, float(D[0, rank]), c.row, c.text, c.source, c.title, c.page, c.start, c.end, c.doc_path, c.extra)
+            Hit(rank + 1, float(D[rank]), c.row, c.text, c.source, c.title, c.page, c.start, c.end, c.doc_path, c.extra)
             for rank, c in enumerate(chunks)
         ]
+
+    @property
+    def fusion(self) -> FusionSettings:
+        """The store's fusion weights (``rag eval --calibrate``) or the defaults."""
+        return FusionSettings.from_manifest(self.store.manifest)
+
+    def hybrid_rows(
+        self, query: str, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False,
+        rerank: bool = True, fusion: FusionSettings | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fused top ``k`` for one query (text and its unit vector xq (d,)): scores (m,), rows (m,)."""
+        pool = max(k, POOL)
+        _, I = self.search_vectors(xq[None, :], pool, oversample, exact, rerank)  # (1, pool)
+        S_k, rows_k = self.store.keyword_search(query, pool)  # (<= pool,)
+        union = np.unique(np.concatenate([I[0][I[0] >= 0], rows_k]))  # (m,)
+        if len(union) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        dense = self.store.decode_full(union) @ np.asarray(xq, np.float32)  # (m,) full-vector scores
+        keyword = np.zeros(len(union), np.float32)  # (m,) BM25; dense-only candidates scored below
+        keyword[np.searchsorted(union, rows_k)] = S_k
+        only_dense = ~np.isin(union, rows_k)
+        if only_dense.any():
+            keyword[only_dense] = self.store.keyword_scores(query, union[only_dense])
+        settings = fusion or self.fusion
+        coverage = None
+        if settings.adaptive:
+            top = [c.text + " " + c.title for c in self.store.chunks(rows_k[:KEYWORD_TOP].tolist())]
+            coverage = keyword_coverage(query_terms(query, self.store.keyword_settings.language), top)
+        scores, _ = fuse(dense, keyword, settings, coverage)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return scores[order].astype(np.float32), union[order]
 
     def search_vectors(
         self, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True
