@@ -28,6 +28,8 @@ def add_eval_commands(sub: Any) -> None:
     p.add_argument("--build-store", default=None, metavar="DIR", help="store folder to put in the recommended `rag index` command")
     p.add_argument("--answers", type=int, default=0, metavar="N", help="answer N sampled questions (needs answers.jsonl)")
     p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/compressed-rag/embeddings)")
+    p.add_argument("--calibrate", action="store_true", help="measure the hybrid fusion weight on these qrels (saved into --store)")
+    p.add_argument("--store", default=None, help="with --calibrate: the store (indexed from this corpus) that keeps the best weight")
     p.set_defaults(func=cmd_eval)
 
 
@@ -43,7 +45,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.dataset, model=args.model, pca_dims=args.pca_dims, oversample=args.oversample, k=args.k,
         max_docs=args.max_docs, max_queries=args.max_queries, sweep=args.sweep or bool(args.plot), budget=args.budget,
         build_store=args.build_store, answers=args.answers, cache_dir=args.cache_dir, plot=args.plot, log=log,
+        calibrate=args.calibrate,
     )
+    if args.calibrate and args.store:
+        from rag.eval_modes import save_calibration
+
+        report["calibration"]["saved_to"] = save_calibration(args.store, report["calibration"], args.dataset)
     report["parameters"] = {key: value for key, value in vars(args).items() if key not in ("func", "command")}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +95,10 @@ def format_report(report: dict[str, Any]) -> str:
                f"(nDCG@{k} {v['shortfall_ndcg']:.4f} short)")
     out.append(f"{v['name']}: nDCG@{k} {v[ndcg]:.4f} = {v['pct_of_float32']:.2f}% of float32 "
                f"{v['float32']:.4f} -> {verdict}")
+    if "modes" in report:
+        from rag.eval_modes import format_modes
+
+        out += ["", format_modes(report, k)]
     if "sweep" in report:
         out += ["", "sweep (PCA dims x first-stage dtype x rerank; * = Pareto front of nDCG vs bytes):", "",
                 format_table(report["sweep"], k, pareto=True)]

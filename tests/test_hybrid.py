@@ -120,3 +120,51 @@ def test_cli_search_ask_and_info(cli_store: Path, capsys) -> None:
     assert info["keyword_language"] == "english" and info["fusion"]["source"] == "default"
     with pytest.raises(SystemExit):  # argparse: invalid choice
         main(["search", "x", "--store", str(cli_store), "--mode", "nope"])
+
+
+# -- rag eval: modes side by side, --calibrate ---------------------------------------------------------
+TOPICS = {
+    "zebra": "Zebras graze on the savanna; black and white stripes confuse biting flies.",
+    "volcano": "Volcanoes erupt molten basalt lava when magma pressure breaks the crust.",
+    "glacier": "Glaciers carve deep fjords as compacted ice creeps down the valley.",
+    "comet": "Comets grow bright tails of dust and gas near the sun.",
+}
+QUERIES = {"q1": ("why do zebras have stripes", "zebra"), "q2": ("what does a volcano erupt", "volcano"),
+           "q3": ("how are fjords carved", "glacier"), "q4": ("comet tails of dust", "comet")}
+
+
+def write_beir(folder: Path) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for name, text in TOPICS.items():
+            f.write(json.dumps({"_id": name, "title": name, "text": text}) + "\n")
+            for j in range(3):
+                f.write(json.dumps({"_id": f"{name}-{j}", "title": "", "text": f"Notes {j} on {name} trips and maps."}) + "\n")
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
+        for qid, (text, _) in QUERIES.items():
+            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, (_, d) in QUERIES.items()]
+    (folder / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_rag_eval_reports_modes_and_calibrates_into_a_store(tmp_path, monkeypatch, capsys, fake_embedder, store) -> None:
+    monkeypatch.setattr("indexing.embed.load_embedder", lambda *a, **kw: fake_embedder)
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--dataset", str(write_beir(tmp_path / "ds")), "--cache-dir", str(tmp_path / "c"), "--json", str(out),
+            "--calibrate", "--store", str(store)]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert set(report["modes"]) == {"dense", "keyword", "hybrid"}
+    for m in report["modes"].values():
+        assert {"ndcg@10", "recall@10", "recall@100", "mrr@10", "p50_ms"} <= set(m) and 0 <= m["ndcg@10"] <= 1
+    assert report["modes"]["keyword"]["ndcg@10"] > 0.9  # every query shares a rare word with its document
+    assert report["best_mode"] in report["modes"]
+    assert report["modes"][report["best_mode"]]["ndcg@10"] == max(m["ndcg@10"] for m in report["modes"].values())
+    cal = report["calibration"]
+    assert len(cal["trials"]) == 22 and cal["best"]["ndcg@10"] == max(t["ndcg@10"] for t in cal["trials"])
+    assert cal["automatic"]["dense_weight"] == FusionSettings().dense_weight
+    fusion = json.loads((store / MANIFEST).read_text())["fusion"]
+    assert fusion["dense_weight"] == cal["best"]["dense_weight"] and "rag eval --calibrate" in fusion["source"]
+    stdout = capsys.readouterr().out
+    assert "search modes on the default store" in stdout and "calibrated best" in stdout
