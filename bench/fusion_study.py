@@ -40,7 +40,7 @@ def _mix(d: np.ndarray, k: np.ndarray, w: float) -> np.ndarray:
 def candidates(retriever, queries: list[str], xq: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:  # type: ignore[no-untyped-def]
     """Per query: union rows (m,), dense (m,), keyword (m,), dense top rows, keyword top rows."""
     store = retriever.store
-    _, I = retriever.search_vectors(xq, POOL, DEFAULT_OVERSAMPLE)  # (nq, POOL)
+    _, I = retriever.search_vectors(xq, POOL, -(-K * DEFAULT_OVERSAMPLE // POOL))  # (nq, POOL), as hybrid_rows
     out = []
     for q, x, dense_rows in zip(queries, xq, I):
         S_k, rows_k = store.keyword_search(q, POOL)

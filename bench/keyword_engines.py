@@ -44,6 +44,7 @@ def fts5_build(texts: list[str], path: Path) -> tuple[sqlite3.Connection, float,
         rows = [(j, "", t) for j, t in enumerate(texts[i : i + 10_000], start=i)]
         db.executemany("INSERT INTO chunks VALUES (?,?,?)", rows)
         keyword.add(db, rows)
+    keyword.finish(db)
     db.commit()
     seconds = time.perf_counter() - t0
     return db, seconds, keyword.index_bytes(db) or 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,13 @@ TOKENIZERS = {
 }
 DEFAULT_LANGUAGE = "english"
 MAX_QUERY_TERMS = 64  # a 100 KB query keeps its first 64 distinct terms: OR of more only costs time
+DF_TABLE = "keyword_df"  # (term, df): document frequency of every stemmed term, written at commit
+# An OR query costs ~1 us per matching (row, term) in FTS5's bm25(): 150 ms for a 10-term claim on
+# 100k chunks of scientific text (bench/keyword_engines.py). Terms are taken rarest first while
+# their summed document frequencies stay within this many postings (the rarest always): common
+# terms carry little IDF, and latency stays bounded however large the store grows. Stores below
+# ~POSTINGS_BUDGET chunks never lose a term.
+POSTINGS_BUDGET = 20_000
 # unicode61's token characters: letters, numbers (and private use); everything else separates.
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -104,17 +112,76 @@ def match_expression(query: str, language: str = DEFAULT_LANGUAGE) -> str | None
 
 def search(db: sqlite3.Connection, query: str, k: int, language: str = DEFAULT_LANGUAGE) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best rows by BM25: scores (m,) float32 (higher is better), rows (m,) int64, m <= k."""
-    expr = match_expression(query, language)
+    expr = _expression(db, query, language)
     if expr is None or k < 1:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     sql = f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ? ORDER BY bm25({TABLE}) LIMIT ?"
     return _run(db, sql, (expr, int(k)))
 
 
+def _expression(db: sqlite3.Connection, query: str, language: str) -> str | None:
+    """``match_expression`` of the terms ``budget_terms`` keeps."""
+    terms = budget_terms(db, query_terms(query, language), language)
+    return " OR ".join(f'"{t}"' for t in terms) if terms else None
+
+
+_local = threading.local()
+
+
+def stems(terms: list[str], language: str = DEFAULT_LANGUAGE) -> list[str] | None:
+    """The index's form of each term (FTS5's own tokenizer, in a private in-memory table); None
+    if the tokenizer does not give exactly one token per term."""
+    if not terms:
+        return []
+    conns = getattr(_local, "conns", None) or {}
+    _local.conns = conns
+    if language not in conns:
+        c = sqlite3.connect(":memory:")
+        c.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize='{TOKENIZERS[language]}')")
+        c.execute("CREATE VIRTUAL TABLE tv USING fts5vocab(t, 'instance')")
+        conns[language] = c
+    c = conns[language]
+    c.execute("DELETE FROM t")
+    c.execute("INSERT INTO t(rowid, x) VALUES (1, ?)", ("\n".join(terms),))
+    out = [term for term, in c.execute("SELECT term FROM tv ORDER BY offset")]
+    return out if len(out) == len(terms) else None
+
+
+def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAULT_LANGUAGE, budget: int = POSTINGS_BUDGET) -> list[str]:
+    """``terms``, rarest first, while their document frequencies sum to at most ``budget`` (the
+    rarest is always kept). Unchanged for a store without the document-frequency table."""
+    if len(terms) < 2:
+        return terms
+    stemmed = stems(terms, language)
+    if stemmed is None:
+        return terms
+    marks = ",".join("?" * len(set(stemmed)))
+    try:
+        df = dict(db.execute(f"SELECT term, df FROM {DF_TABLE} WHERE term IN ({marks})", sorted(set(stemmed))))
+    except sqlite3.OperationalError:
+        return terms  # written before the table existed: no pruning
+    order = sorted(range(len(terms)), key=lambda i: (df.get(stemmed[i], 0), i))
+    kept, total = [], 0
+    for i in order:
+        total += df.get(stemmed[i], 0)
+        if kept and total > budget:
+            break
+        kept.append(i)
+    return [terms[i] for i in sorted(kept)]
+
+
+def finish(db: sqlite3.Connection) -> None:
+    """After the last chunk: write the document frequency of every term (one pass over the index)."""
+    db.execute(f"CREATE VIRTUAL TABLE temp.{TABLE}_vocab USING fts5vocab(main, {TABLE}, row)")
+    db.execute(f"CREATE TABLE {DF_TABLE}(term TEXT PRIMARY KEY, df INTEGER) WITHOUT ROWID")
+    db.execute(f"INSERT INTO {DF_TABLE} SELECT term, doc FROM temp.{TABLE}_vocab")
+    db.execute(f"DROP TABLE temp.{TABLE}_vocab")
+
+
 def score_rows(db: sqlite3.Connection, query: str, rows: np.ndarray, language: str = DEFAULT_LANGUAGE) -> np.ndarray:
     """BM25 of ``query`` for the given rows (m,) -> (m,) float32; 0 where a row holds no term."""
     out = np.zeros(len(rows), np.float32)
-    expr = match_expression(query, language)
+    expr = _expression(db, query, language)
     if expr is None or len(rows) == 0:
         return out
     wanted = [int(r) for r in rows]
@@ -145,9 +212,11 @@ def _run(db: sqlite3.Connection, sql: str, params: tuple) -> tuple[np.ndarray, n
 
 
 def index_bytes(db: sqlite3.Connection) -> int | None:
-    """Bytes the FTS5 shadow tables take in the database (dbstat), None if it cannot be measured."""
+    """Bytes the FTS5 shadow tables and the document-frequency table take in the database
+    (dbstat), None if it cannot be measured."""
     try:
-        (total,) = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE ?", (f"{TABLE}_%",)).fetchone()
+        (total,) = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE ? OR name LIKE ?",
+                              (f"{TABLE}_%", f"sqlite_autoindex_{DF_TABLE}%")).fetchone()
     except sqlite3.DatabaseError:
         return None
     return int(total or 0)

@@ -199,6 +199,7 @@ class GenerationWriter:
                 raise ConfigError("nothing to index: no document produced any text")
             self._fit_and_flush()
         self._refit_if_outgrown()
+        keyword.finish(self._db)
         if choose_ann(self.compression.ann, self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):
             self.index = to_ivf(self.index, self.dtype, self.reduced_codec, self.compression.nlist)
         self._db.commit()

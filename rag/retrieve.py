@@ -105,7 +105,9 @@ class Retriever:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Fused top ``k`` for one query (text and its unit vector xq (d,)): scores (m,), rows (m,)."""
         pool = max(k, POOL)
-        _, I = self.search_vectors(xq[None, :], pool, oversample, exact, rerank)  # (1, pool)
+        # the dense leg reranks as many candidates as a dense search of k would (k * oversample),
+        # keeping the best ``pool``: its scores are recomputed below anyway
+        _, I = self.search_vectors(xq[None, :], pool, max(1, -(-k * oversample // pool)), exact, rerank)  # (1, pool)
         S_k, rows_k = self.store.keyword_search(query, pool)  # (<= pool,)
         union = np.unique(np.concatenate([I[0][I[0] >= 0], rows_k]))  # (m,)
         if len(union) == 0:

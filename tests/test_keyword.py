@@ -107,3 +107,19 @@ def test_huge_and_empty_queries(memory_db: sqlite3.Connection) -> None:
     scores, rows = keyword.search(memory_db, "", 5)
     assert len(rows) == 0 and len(scores) == 0
     assert keyword.score_rows(memory_db, "zebra", rows).shape == (0,)
+
+
+def test_common_terms_are_dropped_past_the_postings_budget() -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE chunks(row INTEGER PRIMARY KEY, title TEXT, text TEXT)")
+    texts = [f"cells divide {i}" for i in range(30)] + ["zebra cells"]
+    db.executemany("INSERT INTO chunks VALUES (?,?,?)", [(i, "", t) for i, t in enumerate(texts)])
+    keyword.create(db, keyword.KeywordSettings())
+    keyword.add(db, [(i, "", t) for i, t in enumerate(texts)])
+    keyword.finish(db)
+    assert keyword.stems(["running", "cells"]) == ["run", "cell"]
+    assert keyword.budget_terms(db, ["cells", "zebra"], budget=100) == ["cells", "zebra"]
+    assert keyword.budget_terms(db, ["cells", "zebra"], budget=5) == ["zebra"]  # the rarest always stays
+    assert keyword.budget_terms(db, ["cells", "divide"], budget=5) == ["divide"]  # df 30 vs 31: rarest first
+    _, rows = keyword.search(db, "zebra cells", 40)
+    assert rows.tolist()[0] == 30
