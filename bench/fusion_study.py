@@ -24,8 +24,7 @@ import numpy as np
 from indexing.embed import DEFAULT_MODEL, load_embedder
 from rag.eval_configs import StorePool
 from rag.evaluate import embed_cached, load_beir, retrieval_metrics, run_from_ids
-from indexing.keyword import query_terms
-from rag.fusion import KEYWORD_TOP, POOL, FusionSettings, coverage_weight, fuse, keyword_coverage, minmax
+from rag.fusion import POOL, FusionSettings, coverage_weight, fuse, minmax
 from rag.retrieve import DEFAULT_OVERSAMPLE
 
 K = 10
@@ -37,19 +36,15 @@ def _mix(d: np.ndarray, k: np.ndarray, w: float) -> np.ndarray:
     return w * minmax(d) + (1 - w) * minmax(k)
 
 
-def candidates(retriever, queries: list[str], xq: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:  # type: ignore[no-untyped-def]
-    """Per query: union rows (m,), dense (m,), keyword (m,), dense top rows, keyword top rows."""
-    store = retriever.store
-    _, I = retriever.search_vectors(xq, POOL, -(-K * DEFAULT_OVERSAMPLE // POOL))  # (nq, POOL), as hybrid_rows
+def candidates(retriever, queries: list[str], xq: np.ndarray) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """Per query, what ``Retriever.hybrid_rows`` fuses: union rows (m,), dense (m,), keyword (m,),
+    the dense leg's and the keyword leg's own top rows, the keyword coverage."""
     out = []
-    for q, x, dense_rows in zip(queries, xq, I):
-        S_k, rows_k = store.keyword_search(q, POOL)
-        dense_rows = dense_rows[dense_rows >= 0]
-        union = np.unique(np.concatenate([dense_rows, rows_k]))
-        dense = store.decode_full(union) @ x
-        kw = store.keyword_scores(q, union)
-        top = [c.text + " " + c.title for c in store.chunks(rows_k[:KEYWORD_TOP].tolist())]
-        out.append((union, dense, kw, dense_rows, rows_k, keyword_coverage(query_terms(q), top)))
+    for q, x in zip(queries, xq):
+        union, dense, kw, cov = retriever.hybrid_candidates(q, x, K, DEFAULT_OVERSAMPLE)
+        dr = union[np.argsort(-dense, kind="stable")[:POOL]]
+        kr = union[np.argsort(-kw, kind="stable")[: int((kw > 0).sum())]][:POOL]
+        out.append((union, dense, kw, dr, kr, cov))
     return out
 
 

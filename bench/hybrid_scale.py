@@ -10,7 +10,7 @@ Latency pairs dense and hybrid query by query in one loop (``Retriever.search_ve
 ``Retriever.hybrid_rows``, k = 10; the query embedding, identical in both, is excluded).
 
 Indexing time: the same rows written twice, with the keyword index and with it switched off
-(``indexing.keyword.create``/``add`` replaced by no-ops, bench only), interleaved. The writer's
+(``indexing.keyword.create``/``add``/``finish`` replaced by no-ops, bench only), interleaved. The writer's
 time excludes embedding; the ratio with embedding added is reported from the measured MiniLM
 document throughput of this machine (``--embed-chunks-per-s``, from bench/results/embed_speed_v2.json).
 
@@ -51,9 +51,9 @@ def vocabulary() -> tuple[np.ndarray, np.ndarray]:
 def write_store(path: Path, n: int, words: np.ndarray, p: np.ndarray, with_keywords: bool) -> float:
     """Write the n-chunk store; seconds spent in the writer (text generation excluded)."""
     rng = np.random.default_rng(0)
-    create, add = keyword.create, keyword.add
+    create, add, finish = keyword.create, keyword.add, keyword.finish
     if not with_keywords:
-        keyword.create = keyword.add = lambda *a, **kw: None  # type: ignore[assignment]
+        keyword.create = keyword.add = keyword.finish = lambda *a, **kw: None  # type: ignore[assignment]
     spent = 0.0
     try:
         writer = GenerationWriter(path, "sentence-transformers/all-MiniLM-L6-v2", 384, ChunkSettings())
@@ -73,7 +73,7 @@ def write_store(path: Path, n: int, words: np.ndarray, p: np.ndarray, with_keywo
         writer.commit()
         spent += time.perf_counter() - t0
     finally:
-        keyword.create, keyword.add = create, add
+        keyword.create, keyword.add, keyword.finish = create, add, finish
     return spent
 
 

@@ -119,6 +119,16 @@ def search(db: sqlite3.Connection, query: str, k: int, language: str = DEFAULT_L
     return _run(db, sql, (expr, int(k)))
 
 
+def search_all(db: sqlite3.Connection, query: str, language: str = DEFAULT_LANGUAGE) -> tuple[np.ndarray, np.ndarray]:
+    """BM25 of every matching row, unsorted: scores (m,), rows (m,). One pass, no sort: what the
+    hybrid search needs (its top candidates *and* the scores of the dense leg's candidates);
+    m is bounded by the postings budget."""
+    expr = _expression(db, query, language)
+    if expr is None:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    return _run(db, f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?", (expr,))
+
+
 def _expression(db: sqlite3.Connection, query: str, language: str) -> str | None:
     """``match_expression`` of the terms ``budget_terms`` keeps."""
     terms = budget_terms(db, query_terms(query, language), language)

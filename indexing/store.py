@@ -184,6 +184,10 @@ class Store:
         """BM25 top ``k`` of ``query``: scores (m,), rows (m,), m <= k (see indexing.keyword)."""
         return keyword.search(self._db, query, k, keyword.require(self.keyword_settings).language)
 
+    def keyword_all(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 of every chunk matching ``query``, unsorted: scores (m,), rows (m,)."""
+        return keyword.search_all(self._db, query, keyword.require(self.keyword_settings).language)
+
     def keyword_scores(self, query: str, rows: np.ndarray) -> np.ndarray:
         """BM25 of ``query`` for ``rows`` (m,) -> (m,); 0 where a row has none of its terms."""
         return keyword.score_rows(self._db, query, rows, keyword.require(self.keyword_settings).language)

@@ -104,28 +104,33 @@ class Retriever:
         rerank: bool = True, fusion: FusionSettings | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Fused top ``k`` for one query (text and its unit vector xq (d,)): scores (m,), rows (m,)."""
+        union, dense, keyword, coverage = self.hybrid_candidates(query, xq, k, oversample, exact, rerank)
+        if len(union) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        settings = fusion or self.fusion
+        scores, _ = fuse(dense, keyword, settings, coverage if settings.adaptive else None)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return scores[order].astype(np.float32), union[order]
+
+    def hybrid_candidates(
+        self, query: str, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Both legs' candidates, each scored by both legs: union rows (m,), dense (m,) full-vector
+        inner products, keyword (m,) BM25 (0: no query term), and the keyword coverage."""
         pool = max(k, POOL)
         # the dense leg reranks as many candidates as a dense search of k would (k * oversample),
         # keeping the best ``pool``: its scores are recomputed below anyway
         _, I = self.search_vectors(xq[None, :], pool, max(1, -(-k * oversample // pool)), exact, rerank)  # (1, pool)
-        S_k, rows_k = self.store.keyword_search(query, pool)  # (<= pool,)
+        S_all, rows_all = self.store.keyword_all(query)  # (a,) every matching chunk, unsorted
+        rows_k = rows_all[np.argsort(-S_all, kind="stable")[:pool]]  # (<= pool,) keyword candidates, best first
         union = np.unique(np.concatenate([I[0][I[0] >= 0], rows_k]))  # (m,)
-        if len(union) == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
         dense = self.store.decode_full(union) @ np.asarray(xq, np.float32)  # (m,) full-vector scores
-        keyword = np.zeros(len(union), np.float32)  # (m,) BM25; dense-only candidates scored below
-        keyword[np.searchsorted(union, rows_k)] = S_k
-        only_dense = ~np.isin(union, rows_k)
-        if only_dense.any():
-            keyword[only_dense] = self.store.keyword_scores(query, union[only_dense])
-        settings = fusion or self.fusion
-        coverage = None
-        if settings.adaptive:
-            top = [c.text + " " + c.title for c in self.store.chunks(rows_k[:KEYWORD_TOP].tolist())]
-            coverage = keyword_coverage(query_terms(query, self.store.keyword_settings.language), top)
-        scores, _ = fuse(dense, keyword, settings, coverage)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return scores[order].astype(np.float32), union[order]
+        keyword = np.zeros(len(union), np.float32)  # (m,) BM25, 0 for chunks holding no query term
+        hit = np.isin(rows_all, union)
+        keyword[np.searchsorted(union, rows_all[hit])] = S_all[hit]
+        top = [c.text + " " + c.title for c in self.store.chunks(rows_k[:KEYWORD_TOP].tolist())]
+        coverage = keyword_coverage(query_terms(query, self.store.keyword_settings.language), top)
+        return union, dense.astype(np.float32), keyword, coverage
 
     def search_vectors(
         self, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True
