@@ -180,6 +180,21 @@ def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAU
     return [terms[i] for i in sorted(kept)]
 
 
+def ideal_score(db: sqlite3.Connection, query: str, n: int, language: str = DEFAULT_LANGUAGE) -> float:
+    """Sum of the BM25 IDFs of the query's kept terms: about the score of an average-length chunk
+    holding each term once, the scale a top keyword score is judged against (0: no term)."""
+    terms = budget_terms(db, query_terms(query, language), language)
+    stemmed = stems(terms, language) or terms
+    if not stemmed:
+        return 0.0
+    marks = ",".join("?" * len(set(stemmed)))
+    try:
+        df = dict(db.execute(f"SELECT term, df FROM {DF_TABLE} WHERE term IN ({marks})", sorted(set(stemmed))))
+    except sqlite3.OperationalError:
+        return 0.0
+    return float(sum(max(1e-6, np.log((n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5))) for t in set(stemmed) if t in df))
+
+
 def finish(db: sqlite3.Connection) -> None:
     """After the last chunk: write the document frequency of every term (one pass over the index)."""
     db.execute(f"CREATE VIRTUAL TABLE temp.{TABLE}_vocab USING fts5vocab(main, {TABLE}, row)")

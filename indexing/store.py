@@ -188,6 +188,10 @@ class Store:
         """BM25 of every chunk matching ``query``, unsorted: scores (m,), rows (m,)."""
         return keyword.search_all(self._db, query, keyword.require(self.keyword_settings).language)
 
+    def keyword_ideal(self, query: str) -> float:
+        """Sum of the IDFs of the query's terms (see indexing.keyword.ideal_score)."""
+        return keyword.ideal_score(self._db, query, self.n, keyword.require(self.keyword_settings).language)
+
     def keyword_scores(self, query: str, rows: np.ndarray) -> np.ndarray:
         """BM25 of ``query`` for ``rows`` (m,) -> (m,); 0 where a row has none of its terms."""
         return keyword.score_rows(self._db, query, rows, keyword.require(self.keyword_settings).language)

@@ -5,15 +5,17 @@ BM25); every candidate of the union is then scored by *both* legs (its float8 fu
 its BM25 for the query), so no candidate is missing a score. Each leg's scores are min-max
 normalised over the union and mixed: ``w * dense + (1 - w) * keyword``.
 
-The weight adapts per query (``query_weight``): the share of the keyword leg follows how
-strongly the keyword leg's own top hits are backed by the dense leg. A query whose words the
-relevant text shares (names, numbers, rare terms) gets keyword hits that the dense leg also
-ranks high; a query phrased in other words than its answer gets keyword hits that match only
-incidental terms, which the dense leg ranks low, and the keyword leg then loses its weight.
+The weight adapts per query (``coverage_weight``): the keyword leg keeps its prior share only
+when its own evidence is strong -- its best chunks hold most of the query's terms
+(``keyword_coverage``) and its best BM25 is close to the sum of the query terms' IDFs, i.e. the
+query is written in the documents' words (names, numbers, rare terms). A query phrased in other
+words than its answer gets keyword hits on incidental, common terms; the evidence is weak and the
+weight moves to the dense leg. (Two other per-query rules were measured and dropped: the dense
+leg's support of the keyword top hits, and each leg's top-score z-score; bench/fusion_study.py.)
 Why per query and not (only) per store: the documents alone cannot tell whether users will ask
 in the documents' words or in their own (the same SciFact corpus favours keywords with its
-claims and dense with paraphrased claims, see bench/dense_favoured.py), so a label-free
-per-store calibration cannot see it; the query's own score distributions can. A store weight
+claims and dense with the claims in other words, see bench/dense_favoured.py), so a label-free
+per-store calibration cannot see it; the query's own evidence can. A store weight
 measured on labelled queries (``rag eval --calibrate``) replaces the default prior ``w0``.
 """
 
@@ -33,12 +35,17 @@ DEFAULT_MODE = "hybrid"
 # Candidates each leg proposes to the fusion (at least k): enough that a chunk ranked ~50th by one
 # leg and near the top by the other can still win, small enough to cost < 1 ms to rescore.
 POOL = 50
-# Prior weight of the dense leg when the store holds no calibrated one. Chosen as the middle of
-# the range that is safe on both shared sets (SciFact, SQuAD) *and* the dense-favoured set
-# (bench/fusion_study.py, bench/results/fusion_study.json); not tuned to one set.
+# Prior weight of the dense leg when the store holds no calibrated one (chosen with FULL_COVERAGE
+# below, by the same rule).
 DEFAULT_DENSE_WEIGHT = 0.5
-# Share of the query's terms the keyword leg's best chunk must hold to get the prior weight.
-FULL_COVERAGE = 0.5
+# Keyword evidence (see Retriever.hybrid_candidates) at which the keyword leg gets the prior
+# weight, and how fast its weight falls below that: (evidence / FULL_COVERAGE) ** POWER.
+# How chosen (bench/fusion_study.py, bench/results/fusion_study.json, nDCG@10 on SciFact, SQuAD
+# (2000 seeded queries) and SciFact in other words): among the rules at least 0.5 % above the better
+# single leg on both shared sets, the one whose worst ratio to the better leg over all three sets is
+# best (w0 0.5, full 0.8, power 2: SciFact 1.043x BM25, SQuAD 1.006x BM25, other words 0.92x dense).
+FULL_COVERAGE = 0.8
+POWER = 2.0
 KEYWORD_TOP = 3  # keyword chunks looked at for coverage
 _WORD = re.compile(r"[^\W_]+")
 
@@ -120,10 +127,10 @@ def keyword_coverage(terms: Sequence[str], texts: Sequence[str]) -> float:
     return max(len(want & {w.lower()[:5] for w in _WORD.findall(text)}) / len(want) for text in texts)
 
 
-def coverage_weight(coverage: float, w0: float, full: float = FULL_COVERAGE) -> float:
-    """The dense weight for one query: the prior ``w0`` when the keyword leg's best chunk holds
-    ``full`` of the query's terms or more, sliding to 1 (dense only) as that share goes to 0."""
-    trust = min(1.0, coverage / full) if full > 0 else 1.0
+def coverage_weight(evidence: float, w0: float, full: float = FULL_COVERAGE, power: float = POWER) -> float:
+    """The dense weight for one query: the prior ``w0`` when the keyword leg's evidence reaches
+    ``full``, sliding to 1 (dense only) as it falls to 0, as ``(evidence / full) ** power``."""
+    trust = min(1.0, max(0.0, evidence) / full) ** power if full > 0 else 1.0
     return 1.0 - (1.0 - w0) * trust
 
 

@@ -116,7 +116,9 @@ class Retriever:
         self, query: str, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Both legs' candidates, each scored by both legs: union rows (m,), dense (m,) full-vector
-        inner products, keyword (m,) BM25 (0: no query term), and the keyword coverage."""
+        inner products, keyword (m,) BM25 (0: no query term), and the keyword leg's evidence in
+        [0, 1]: the share of the query's terms its best chunks hold (``keyword_coverage``) times
+        its best BM25 relative to the sum of the query terms' IDFs (capped at 1)."""
         pool = max(k, POOL)
         # the dense leg reranks as many candidates as a dense search of k would (k * oversample),
         # keeping the best ``pool``: its scores are recomputed below anyway
@@ -130,7 +132,9 @@ class Retriever:
         keyword[np.searchsorted(union, rows_all[hit])] = S_all[hit]
         top = [c.text + " " + c.title for c in self.store.chunks(rows_k[:KEYWORD_TOP].tolist())]
         coverage = keyword_coverage(query_terms(query, self.store.keyword_settings.language), top)
-        return union, dense.astype(np.float32), keyword, coverage
+        ideal = self.store.keyword_ideal(query) if len(rows_k) else 0.0
+        strength = float(S_all.max(initial=0.0)) / ideal if ideal > 0 else 0.0
+        return union, dense.astype(np.float32), keyword, coverage * min(1.0, strength)
 
     def search_vectors(
         self, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True
