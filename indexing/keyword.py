@@ -157,9 +157,10 @@ def stems(terms: list[str], language: str = DEFAULT_LANGUAGE) -> list[str] | Non
     return out if len(out) == len(terms) else None
 
 
-def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAULT_LANGUAGE, budget: int = POSTINGS_BUDGET) -> list[str]:
+def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAULT_LANGUAGE, budget: int | None = None) -> list[str]:
     """``terms``, rarest first, while their document frequencies sum to at most ``budget`` (the
     rarest is always kept). Unchanged for a store without the document-frequency table."""
+    budget = POSTINGS_BUDGET if budget is None else budget
     if len(terms) < 2:
         return terms
     stemmed = stems(terms, language)

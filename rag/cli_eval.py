@@ -28,6 +28,7 @@ def add_eval_commands(sub: Any) -> None:
     p.add_argument("--build-store", default=None, metavar="DIR", help="store folder to put in the recommended `rag index` command")
     p.add_argument("--answers", type=int, default=0, metavar="N", help="answer N sampled questions (needs answers.jsonl)")
     p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/compressed-rag/embeddings)")
+    p.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid", help="search mode the --answers use")
     p.add_argument("--calibrate", action="store_true", help="measure the hybrid fusion weight on these qrels (saved into --store)")
     p.add_argument("--store", default=None, help="with --calibrate: the store (indexed from this corpus) that keeps the best weight")
     p.set_defaults(func=cmd_eval)
@@ -45,7 +46,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.dataset, model=args.model, pca_dims=args.pca_dims, oversample=args.oversample, k=args.k,
         max_docs=args.max_docs, max_queries=args.max_queries, sweep=args.sweep or bool(args.plot), budget=args.budget,
         build_store=args.build_store, answers=args.answers, cache_dir=args.cache_dir, plot=args.plot, log=log,
-        calibrate=args.calibrate,
+        calibrate=args.calibrate, mode=args.mode,
     )
     if args.calibrate and args.store:
         from rag.eval_modes import save_calibration
@@ -113,7 +114,7 @@ def format_report(report: dict[str, Any]) -> str:
     if "answers" in report:
         a = report["answers"]
         hit_k = a[f"retrieval_hit@{a['k']}"]
-        out += ["", f"answers ({a['n']} seeded questions, top-{a['k']} hits of the default store, {a['answerer']}):",
+        out += ["", f"answers ({a['n']} seeded questions, top-{a['k']} {a.get('mode', 'dense')} hits of the default store, {a['answerer']}):",
                 f"  exact match {a['exact_match']:.3f}  token F1 {a['f1']:.3f}  answer contains a reference "
                 f"{a['answer_contains_reference']:.3f}  citation hit rate {a['citation_hit_rate']:.3f}  "
                 f"retrieval hit@{a['k']} {hit_k:.3f}"]

@@ -128,3 +128,18 @@ def format_modes(report: dict[str, Any], k: int) -> str:
                      f"(dense weight {b['dense_weight']}, {'adaptive' if b['adaptive'] else 'fixed'}) {b[ndcg]:.4f}"
                      + (f"; saved into {c['saved_to']}" if c.get("saved_to") else "; pass --store DIR to save it"))
     return "\n".join(lines)
+
+
+class ModeSearcher:
+    """A ``StoreSearcher`` look-alike for ``--answers`` in keyword or hybrid mode: rows of ``xq``
+    are mapped back to their query texts, which the keyword leg needs."""
+
+    def __init__(self, retriever, mode: str, queries: Sequence[str], xq: np.ndarray, oversample: int) -> None:  # type: ignore[no-untyped-def]
+        self.retriever, self.mode, self.oversample = retriever, mode, oversample
+        self._text = {x.tobytes(): q for q, x in zip(queries, np.ascontiguousarray(xq, np.float32))}
+
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        xq = np.ascontiguousarray(xq, np.float32)
+        texts = [self._text[x.tobytes()] for x in xq]
+        I = mode_search(self.retriever, self.mode, texts, xq, k, self.oversample)
+        return np.zeros(I.shape, np.float32), I

@@ -265,6 +265,7 @@ def evaluate(
     embedder: Embedder | None = None,
     log: Log | None = None,
     calibrate: bool = False,
+    mode: str = "hybrid",
 ) -> dict[str, Any]:
     """Evaluate every configuration on ``dataset``; the returned dict is what ``--json`` writes."""
     import indexing.embed
@@ -342,7 +343,11 @@ def evaluate(
         if answers:
             log(f"answering {answers} questions with the extractive answerer")
             default_searcher = StoreSearcher(pool.retriever(default.pca_dims, default.dtype), default)
-            report["answers"] = answer_quality(data, xq, default_searcher, get_embedder(), answers)
+            if mode != "dense":  # the keyword leg needs the query texts (rag.eval_modes)
+                from rag.eval_modes import ModeSearcher
+
+                default_searcher = ModeSearcher(default_searcher.retriever, mode, data.queries, xq, oversample)  # type: ignore[assignment]
+            report["answers"] = answer_quality(data, xq, default_searcher, get_embedder(), answers) | {"mode": mode}
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     return report
 

@@ -168,3 +168,15 @@ def test_rag_eval_reports_modes_and_calibrates_into_a_store(tmp_path, monkeypatc
     assert fusion["dense_weight"] == cal["best"]["dense_weight"] and "rag eval --calibrate" in fusion["source"]
     stdout = capsys.readouterr().out
     assert "search modes on the default store" in stdout and "calibrated best" in stdout
+
+
+def test_answers_searcher_maps_vectors_back_to_query_texts(store: Path, fake_embedder) -> None:
+    from rag.eval_modes import ModeSearcher
+
+    r = Retriever.open(store, embedder=fake_embedder)
+    queries = ["basalt lava", "saxophone reed"]
+    xq = fake_embedder.embed_queries(queries)
+    for mode in ("keyword", "hybrid"):
+        _, I = ModeSearcher(r, mode, queries, xq, 16).search(xq[::-1], 2)  # (2, 2), order of the rows asked
+        assert r.store.chunks([int(I[0, 0])])[0].source.endswith("music.html"), mode
+        assert r.store.chunks([int(I[1, 0])])[0].source.endswith("volcano.md"), mode
