@@ -29,7 +29,7 @@ from rag.retrieve import DEFAULT_OVERSAMPLE
 
 K = 10
 WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-FULLS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+FULLS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
 def _mix(d: np.ndarray, k: np.ndarray, w: float) -> np.ndarray:
@@ -106,7 +106,7 @@ def study(name: str, path: str, max_queries: int | None, cache_dir: str | None, 
             res[f"{method} w0={w}"] = ndcg(fused_rows(
                 cands, lambda d, k, c, w=w, m=method: fuse(d, k, FusionSettings(w), c, m)[0]))
         for full in FULLS:
-            for power in (1.0, 2.0):
+            for power in (1.0, 2.0, 3.0):
                 res[f"evidence w0={w} full={full} power={power}"] = ndcg(fused_rows(
                     cands, lambda d, k, c, w=w, f=full, p=power: _mix(d, k, coverage_weight(c, w, f, p) if k.max(initial=0) > 0 else 1.0)))
     res["evidence mean"] = round(float(np.mean([c[-1] for c in cands])), 3)
