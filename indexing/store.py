@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from indexing import keyword
 from indexing.chunk import Chunk
 from indexing.compress import Float8Codec, Pca
 from indexing.errors import StoreError, StoreMismatchError
@@ -225,6 +226,31 @@ class Store:
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
         return np.asarray(rows, np.int64)
+
+    @property
+    def keyword_settings(self) -> keyword.KeywordSettings | None:
+        """How the keyword index was tokenised; None for a store written before it existed."""
+        return keyword.settings_from_manifest(self.manifest, self.path)
+
+    def keyword_search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 top ``k`` of ``query``: scores (m,), rows (m,), m <= k (see indexing.keyword)."""
+        return keyword.search(self._db, query, k, keyword.require(self.keyword_settings).language)
+
+    def keyword_all(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 of every chunk matching ``query``, unsorted: scores (m,), rows (m,)."""
+        return keyword.search_all(self._db, query, keyword.require(self.keyword_settings).language)
+
+    def keyword_ideal(self, query: str) -> float:
+        """Sum of the IDFs of the query's terms (see indexing.keyword.ideal_score)."""
+        return keyword.ideal_score(self._db, query, self.n, keyword.require(self.keyword_settings).language)
+
+    def keyword_scores(self, query: str, rows: np.ndarray) -> np.ndarray:
+        """BM25 of ``query`` for ``rows`` (m,) -> (m,); 0 where a row has none of its terms."""
+        return keyword.score_rows(self._db, query, rows, keyword.require(self.keyword_settings).language)
+
+    def keyword_bytes(self) -> int | None:
+        """Bytes of the keyword index inside chunks.sqlite (None: no keyword index)."""
+        return keyword.index_bytes(self._db) if self.keyword_settings else None
 
     def decode_full(self, rows: np.ndarray) -> np.ndarray:
         """rows: (m,) -> (m, d) float32 full vectors from the float8 (or float16) file."""

@@ -23,6 +23,7 @@ import numpy as np
 from indexing.chunk import Chunk, ChunkSettings
 from indexing.compress import Float8Codec, Pca, default_pca_dims, fit_pca
 from indexing.errors import ConfigError, StoreError
+from indexing import keyword
 from indexing.first_stage import INDEX_CODES, add_vectors, choose_ann, code_bytes, new_index, reduced_vectors, to_ivf
 from indexing.faiss_io import write_index_file
 from indexing.files import fsync_path, sha256_file, write_json_atomic
@@ -74,6 +75,7 @@ class GenerationWriter:
         compression: CompressionSettings = CompressionSettings(),
         base: Store | None = None,
         lock: StoreLock | None = None,
+        keywords: keyword.KeywordSettings | None = None,
     ) -> None:
         """``lock``: the store's lock, already held by the caller (who read ``base`` under it);
         without one the writer takes it and refuses a ``base`` that is no longer current."""
@@ -94,6 +96,9 @@ class GenerationWriter:
         self.model, self.dim, self.chunker, self.compression, self.base = model, dim, chunker, compression, base
         self._db = sqlite3.connect(self.tmp / DB_FILE)
         self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+        # the keyword index lives in the same file: an incremental run keeps the base's language
+        self.keywords = base.keyword_settings if base is not None and base.keyword_settings else (keywords or keyword.KeywordSettings())
+        keyword.create(self._db, self.keywords)
         # an incremental run keeps the base's dtypes: kept rows are copied byte for byte
         self.dtype = base.manifest["compression"]["dtype"] if base else compression.dtype
         self.full_dtype = base.full_dtype if base else ("float8_e4m3fn" if compression.full_dtype == "float8" else "float16")
@@ -145,6 +150,7 @@ class GenerationWriter:
             rows.append((self.n, c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text, c.extra))
             self.n += 1
         self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        keyword.add(self._db, [(r[0], r[3], r[7]) for r in rows])
 
     def _fit_and_flush(self) -> None:
         x = np.concatenate(self._pending) if self._pending else np.zeros((0, self.dim), np.float32)  # (m, d)
@@ -200,6 +206,7 @@ class GenerationWriter:
                 raise ConfigError("nothing to index: no document produced any text")
             self._fit_and_flush()
         self._refit_if_outgrown()
+        keyword.finish(self._db)
         if choose_ann(self.compression.ann, self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):
             self.index = to_ivf(self.index, self.dtype, self.reduced_codec, self.compression.nlist)
         self._db.commit()
@@ -250,6 +257,8 @@ class GenerationWriter:
                 "full_bytes_per_vector": self.dim * (2 if self.full_dtype == "float16" else 1),
             },
             "chunker": asdict(self.chunker),
+            "keyword": self.keywords.manifest(),
+            **({"fusion": self.base.manifest["fusion"]} if self.base is not None and "fusion" in self.base.manifest else {}),
             "counts": {"chunks": self.n, "documents": n_docs},
             "files": files,
         }

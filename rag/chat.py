@@ -11,6 +11,7 @@ from typing import Any
 from indexing.errors import ConfigError
 from rag.answer import Answerer
 from rag.prompt import Turn
+from rag.fusion import DEFAULT_MODE
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE, Hit, Retriever
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
@@ -26,6 +27,7 @@ class Answer:
     sources: list[Hit] = field(default_factory=list)
     answerer: str = ""
     done: bool = False
+    mode: str = DEFAULT_MODE  # which search found the sources: hybrid, dense or keyword
 
     @property
     def cited(self) -> list[int]:
@@ -44,6 +46,7 @@ class Answer:
             "query": self.query,
             "answer": self.text,
             "answerer": self.answerer,
+            "mode": self.mode,
             "sources": [
                 {"n": i, "cited": i in cited, "source": h.source, "title": h.title, "page": h.page,
                  "start": h.start, "end": h.end, "score": h.score, "text": h.text}
@@ -55,25 +58,29 @@ class Answer:
 class RagChat:
     """Retrieval-augmented answers over one store."""
 
-    def __init__(self, retriever: Retriever, answerer: Answerer, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE) -> None:
-        self.retriever, self.answerer, self.k, self.oversample = retriever, answerer, k, oversample
+    def __init__(self, retriever: Retriever, answerer: Answerer, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE,
+                 mode: str = DEFAULT_MODE) -> None:
+        self.retriever, self.answerer, self.k, self.oversample, self.mode = retriever, answerer, k, oversample, mode
 
     def stream(
-        self, question: str, history: Sequence[Turn] = (), k: int | None = None, oversample: int | None = None
+        self, question: str, history: Sequence[Turn] = (), k: int | None = None, oversample: int | None = None,
+        mode: str | None = None,
     ) -> Iterator[Answer]:
         """Yield the growing answer after each piece of text; the last one has ``done=True``."""
         if not question or not question.strip():
             raise ConfigError("the question is empty: type a question about the documents")
         query = self.answerer.condense(question, history)
-        hits = self.retriever.search(query, k=k or self.k, oversample=oversample or self.oversample)
+        mode = self.retriever.resolve_mode(mode or self.mode)  # what actually answered
+        hits = self.retriever.search(query, k=k or self.k, oversample=oversample or self.oversample, mode=mode)
         used, pieces = self.answerer.generate(question, hits, history)
-        answer = Answer(question, query, sources=used, answerer=self.answerer.name)
+        answer = Answer(question, query, sources=used, answerer=self.answerer.name, mode=mode)
         for piece in pieces:
             answer.text += piece
             yield answer
         answer.done = True
         yield answer
 
-    def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None, oversample: int | None = None) -> Answer:
+    def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None, oversample: int | None = None,
+            mode: str | None = None) -> Answer:
         """The finished answer (the last one ``stream`` yields)."""
-        return deque(self.stream(question, history, k, oversample), maxlen=1)[0]
+        return deque(self.stream(question, history, k, oversample, mode), maxlen=1)[0]

@@ -8,6 +8,7 @@ from typing import Any
 
 from indexing.errors import ConfigError
 from rag.cli import clean, positive_int, print_json
+from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
 
@@ -15,6 +16,7 @@ def _answer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True)
     p.add_argument("-k", type=positive_int, default=DEFAULT_K)
     p.add_argument("--oversample", type=positive_int, default=DEFAULT_OVERSAMPLE)
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="hybrid (keywords + vectors, default), dense or keyword")
     p.add_argument("--llm", default=None, help="chat model name, or 'extractive' (default: extractive unless OPENAI_API_KEY/OPENAI_BASE_URL is set)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
 
@@ -45,7 +47,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise ConfigError("the question is empty; ask something, e.g. rag ask \"how do I ...?\" --store DIR")
     retriever = Retriever.open(args.store)
     note_caps(args.k, args.oversample, retriever.store.n)
-    chat = RagChat(retriever, make_answerer(retriever.embedder, args.llm, args.base_url), args.k, args.oversample)
+    chat = RagChat(retriever, make_answerer(retriever.embedder, args.llm, args.base_url), args.k, args.oversample, args.mode)
     if args.json:
         print_json(chat.ask(args.question).to_dict())
         return 0
@@ -56,7 +58,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         for n in answer.cited or range(1, len(answer.sources) + 1):
             h = answer.sources[n - 1]
             print(clean(f"  [{n}] {h.source}" + (f" p.{h.page}" if h.page else "") + f" ({h.score:.3f})"))
-    print(f"(answerer: {answer.answerer})", file=sys.stderr)
+    print(clean(f"(answerer: {answer.answerer}, mode: {answer.mode})"), file=sys.stderr)
     return 0
 
 
@@ -65,7 +67,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     app = build_app(
         args.store, stores_dir=args.stores_dir, llm=args.llm, base_url=args.base_url,
-        allow_upload=not args.read_only, k=args.k, oversample=args.oversample,
+        allow_upload=not args.read_only, k=args.k, oversample=args.oversample, mode=args.mode,
     )
     print(f"chat on http://{args.host}:{args.port}", file=sys.stderr)
     launch(app, args.host, args.port, read_only=args.read_only)

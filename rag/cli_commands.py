@@ -8,6 +8,7 @@ from typing import Any
 
 from indexing.embed import BACKENDS
 from rag.cli import EXIT_SKIPPED, TqdmProgress, clean, positive_int, print_json
+from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
 
@@ -40,6 +41,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("-k", type=positive_int, default=DEFAULT_K)
     p.add_argument("--oversample", type=positive_int, default=DEFAULT_OVERSAMPLE)
     p.add_argument("--exact", action="store_true", help="float32 brute force over the full vectors")
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="hybrid (keywords + vectors, default), dense or keyword")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
@@ -88,7 +90,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     retriever = Retriever.open(args.store)
     note_caps(args.k, args.oversample, retriever.store.n)
-    hits = retriever.search(args.query, k=args.k, oversample=args.oversample, exact=args.exact)
+    hits = retriever.search(args.query, k=args.k, oversample=args.oversample, exact=args.exact, mode=args.mode)
     if args.json:
         print_json([h.to_dict() for h in hits])
         return 0
@@ -123,8 +125,21 @@ def store_info(store_dir: str) -> dict[str, Any]:
             "float32_bytes_per_vector": 4 * store.dim,
             "compression_ratio": round(4 * store.dim / store.bytes_per_vector, 2),
             "full_dtype": comp["full_dtype"], "full_bytes_per_vector": comp["full_bytes_per_vector"], "store_bytes": store.store_bytes,
+            **keyword_info(store),
             "chunker": m["chunker"], "format_version": m["format_version"], "writer": m["writer"],
         }
+
+
+def keyword_info(store: Any) -> dict[str, Any]:
+    """Keyword index size beside the vectors' (None for a store without one)."""
+    from rag.fusion import FusionSettings
+
+    size = store.keyword_bytes()
+    fusion = FusionSettings.from_manifest(store.manifest)
+    return {"keyword_language": (store.manifest.get("keyword") or {}).get("language"), "keyword_index_bytes": size,
+            "keyword_bytes_per_chunk": round(size / store.n, 1) if size is not None and store.n else None,
+            "fusion": {"dense_weight": fusion.dense_weight, "adaptive": fusion.adaptive,
+                       "source": (store.manifest.get("fusion") or {}).get("source", "default")}}
 
 
 def cmd_info(args: argparse.Namespace) -> int:

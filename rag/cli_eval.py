@@ -11,6 +11,7 @@ from typing import Any
 
 from indexing.errors import ConfigError, GenerationError
 from rag.cli import check_writable, non_negative_int, positive_int
+from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
 
@@ -31,6 +32,9 @@ def add_eval_commands(sub: Any) -> None:
     p.add_argument("--answers", type=non_negative_int, default=0, metavar="N", help="answer N sampled questions (needs answers.jsonl)")
     add_answer_flags(p)
     p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/compressed-rag/embeddings)")
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="search mode the --answers use")
+    p.add_argument("--calibrate", action="store_true", help="measure the hybrid fusion weight on these qrels (saved into --store)")
+    p.add_argument("--store", default=None, help="with --calibrate: the store (indexed from this corpus) that keeps the best weight")
     p.set_defaults(func=cmd_eval)
 
 
@@ -52,6 +56,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.dataset, model=args.model, pca_dims=args.pca_dims, oversample=args.oversample, k=args.k,
             max_docs=args.max_docs, max_queries=args.max_queries, sweep=args.sweep or bool(args.plot), budget=args.budget,
             build_store=args.build_store, answer_eval=answer_eval, cache_dir=args.cache_dir, plot=args.plot, log=log,
+            calibrate=args.calibrate,
         )
     except (GenerationError, KeyboardInterrupt) as exc:
         if not partial or not (args.json or args.report):
@@ -61,6 +66,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise
         written = " and ".join(x for x in (args.json, args.report) if x)
         raise GenerationError(f"{exc}; the {partial[-1]['n']} questions done are written to {written}") from exc
+    if args.calibrate and args.store:
+        from rag.eval_modes import save_calibration
+
+        report["calibration"]["saved_to"] = save_calibration(args.store, report["calibration"], args.dataset)
     report["parameters"] = parameters
     write_outputs(args, report)
     print(format_report(report))
@@ -100,7 +109,7 @@ def answer_runner(args: argparse.Namespace, parameters: dict[str, Any], log: Any
         log(f"answering {args.answers} questions with {', '.join(llms)}")
         answerers = make_answerers(retriever.embedder, llms, args.base_url)
         return answer_quality(data, retriever, answerers, args.answers, k=args.answer_k, oversample=args.oversample,
-                              checkpoint=checkpoint, log=log, judge=judge)
+                              checkpoint=checkpoint, log=log, judge=judge, mode=args.mode)
 
     return run, partial
 
@@ -156,6 +165,10 @@ def format_report(report: dict[str, Any]) -> str:
                f"(nDCG@{k} {v['shortfall_ndcg']:.4f} short)")
     out.append(f"{v['name']}: nDCG@{k} {v[ndcg]:.4f} = {v['pct_of_float32']:.2f}% of float32 "
                f"{v['float32']:.4f} -> {verdict}")
+    if "modes" in report:
+        from rag.eval_modes import format_modes
+
+        out += ["", format_modes(report, k)]
     if "sweep" in report:
         out += ["", "sweep (PCA dims x first-stage dtype x rerank; * = Pareto front of nDCG vs bytes):", "",
                 format_table(report["sweep"], k, pareto=True)]

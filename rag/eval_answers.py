@@ -24,6 +24,7 @@ from rag.answer_metrics import (  # re-exported: the metrics lived here first
 )
 from rag.chat import Answer, RagChat
 from rag.eval_judge import Judge, judge_summary
+from rag.fusion import DEFAULT_MODE
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE, Hit
 
 if TYPE_CHECKING:
@@ -35,9 +36,11 @@ PASSAGE_CHARS = 2000  # cited passage text kept per row of the report
 
 
 class TextRetriever(Protocol):
-    """What ``RagChat`` searches: the store's ``Retriever`` or a wrapper choosing a retrieval mode."""
+    """What ``RagChat`` searches: the store's ``Retriever`` (or a stand-in with its ``search``)."""
 
-    def search(self, query: str, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE) -> list[Hit]: ...
+    def resolve_mode(self, mode: str) -> str: ...
+
+    def search(self, query: str, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE, mode: str = DEFAULT_MODE) -> list[Hit]: ...
 
 
 def parse_llms(spec: str | None) -> list[str]:
@@ -129,7 +132,7 @@ def _ask(chat: RagChat, question: str) -> tuple[Answer, float, float | None]:
 def answer_quality(
     data: BeirData, retriever: TextRetriever, answerers: dict[str, Answerer], n: int, k: int = DEFAULT_K,
     oversample: int = DEFAULT_OVERSAMPLE, seed: int = 0, checkpoint: Checkpoint | None = None,
-    log: Callable[[str], None] | None = None, judge: Judge | None = None,
+    log: Callable[[str], None] | None = None, judge: Judge | None = None, mode: str = DEFAULT_MODE,
 ) -> dict[str, Any]:
     """Answer ``n`` seeded questions with every answerer through ``RagChat`` over the top ``k`` chunks.
 
@@ -141,12 +144,12 @@ def answer_quality(
         raise ConfigError(f"--answer-k {k} must be >= 1")
     picked = pick_questions(data, n, seed)
     t0 = time.perf_counter()
-    chats = {label: RagChat(retriever, a, k, oversample) for label, a in answerers.items()}
+    chats = {label: RagChat(retriever, a, k, oversample, mode) for label, a in answerers.items()}
     questions: list[dict[str, Any]] = []
 
     def result(error: str | None = None) -> dict[str, Any]:
         return {
-            "n": len(questions), "n_requested": len(picked), "k": k, "oversample": oversample, "seed": seed,
+            "n": len(questions), "n_requested": len(picked), "k": k, "oversample": oversample, "mode": mode, "seed": seed,
             "complete": error is None and len(questions) == len(picked), "error": error,
             "seconds": round(time.perf_counter() - t0, 1),
             f"retrieval_hit@{k}": float(np.mean([q["retrieved"] for q in questions])) if questions else None,
@@ -158,7 +161,7 @@ def answer_quality(
     for done, qi in enumerate(picked, start=1):
         qid, question = data.query_ids[qi], data.queries[qi]
         references, relevant = data.answers[qid], {d for d, g in data.qrels[qid].items() if g > 0}
-        hits = retriever.search(question, k=k, oversample=oversample)
+        hits = retriever.search(question, k=k, oversample=oversample, mode=mode)
         retrieved = any(h.source in relevant for h in hits)
         row: dict[str, Any] = {"id": qid, "question": question, "references": references, "relevant": sorted(relevant),
                                "retrieved": retrieved, "retrieved_sources": [h.source for h in hits], "answers": {}}

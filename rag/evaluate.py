@@ -274,6 +274,7 @@ def evaluate(
     plot: str | Path | None = None,
     embedder: Embedder | None = None,
     log: Log | None = None,
+    calibrate: bool = False,
 ) -> dict[str, Any]:
     """Evaluate every configuration on ``dataset``; the returned dict is what ``--json`` writes.
 
@@ -331,6 +332,9 @@ def evaluate(
             r["pct_of_float32"] = _pct(r[ndcg], baseline)
         report["configs"] = rows
         report["default"] = _verdict(rows[configs.index(default)], baseline, ndcg)
+        from rag.eval_modes import modes_report  # dense / keyword / hybrid of the default store
+
+        report.update(modes_report(pool.retriever(default.pca_dims, default.dtype), data, xq, k, oversample, RECALL_DEPTH, calibrate, log))
         if sweep or budget is not None or plot:
             sweep_rows = []
             grid = sweep_configs(d, oversample)

@@ -63,8 +63,12 @@ class StoreEmbeddings(Embeddings):
 
 
 # Keywords of similarity_search (hence as_retriever's search_kwargs) passed on to Retriever.search
-# unchanged; a new Retriever.search keyword (say, a search mode) is passed through by naming it here.
-SEARCH_OPTIONS = ("oversample", "exact")
+# unchanged; a new Retriever.search keyword is passed through by naming it here.
+SEARCH_OPTIONS = ("oversample", "exact", "mode")
+# A VectorStore's scores are similarities to the query's embedding (LangChain turns them into
+# relevance scores), so LangChain searches are dense unless asked: search_kwargs={"mode": "hybrid"}
+# (fused scores in [0, 1]) or "keyword" (BM25). Searches by vector are always dense.
+LANGCHAIN_MODE = "dense"
 OVERFETCH_MAX = 1024  # a filtered search over-fetches at most this many hits, else scores the matching rows exactly
 
 
@@ -236,6 +240,8 @@ class CompressedVectorStore(VectorStore):
     ) -> tuple[tuple[Retriever, ChunkTable], list[tuple[int, float]]] | None:
         """The store generation searched and its ``k`` best (row, score) for a query vector."""
         options = self._search_options(kwargs)
+        if options["mode"] != "dense":
+            raise ConfigError(f"mode={options['mode']!r} needs the query text: search by text (similarity_search), not by vector")
         opened = self._open()
         if opened is None:
             return None
@@ -252,7 +258,7 @@ class CompressedVectorStore(VectorStore):
         unknown = set(kwargs) - set(SEARCH_OPTIONS)
         if unknown:
             raise ConfigError(f"unknown search keyword(s) {sorted(unknown)}; use k, filter, fetch_k, lambda_mult or {', '.join(SEARCH_OPTIONS)}")
-        return {"oversample": self.oversample, **kwargs}
+        return {"oversample": self.oversample, "mode": LANGCHAIN_MODE, **kwargs}
 
     def _filtered(
         self,

@@ -1,5 +1,7 @@
 """Search a store: reduced float8 search in FAISS for ``k * oversample`` candidates, then rerank
-them with the float8 full vectors and return the best ``k``."""
+them with the float8 full vectors and return the best ``k``. ``mode="hybrid"`` (the default)
+also asks the store's keyword index (BM25) and fuses both legs (rag.fusion); ``"keyword"`` is
+BM25 alone, ``"dense"`` the vectors alone."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from indexing.embed import Embedder, load_embedder
 from indexing.errors import ConfigError, StoreMismatchError
 from indexing.float8_scan import float8_search
 from indexing.store import Store
+from indexing.keyword import query_terms
+from rag.fusion import DEFAULT_MODE, KEYWORD_TOP, POOL, FusionSettings, check_mode, fuse, keyword_coverage
 
 DEFAULT_K = 5
 # Rerank candidates = k * oversample. SQuAD (rag eval): x8 keeps 99.90 % of float32 nDCG@10, x16
@@ -73,19 +77,79 @@ class Retriever:
         return self._embedder
 
     def search(
-        self, query: str, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True
+        self, query: str, k: int = DEFAULT_K, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True,
+        mode: str = DEFAULT_MODE,
     ) -> list[Hit]:
-        """The ``k`` best chunks for ``query``; ``exact`` scans all full vectors instead."""
+        """The ``k`` best chunks for ``query``; ``exact`` scans all full vectors instead (dense leg)."""
+        mode = self.resolve_mode(mode)
+        if k < 1:
+            raise ConfigError(f"k={k} must be >= 1")
         if not query.strip():
             raise ConfigError("the query is empty; search for some words")
-        xq = self.embedder.embed_queries([query])  # (1, d)
-        D, I = self.search_vectors(xq, k, oversample, exact, rerank)
-        rows = [int(i) for i in I[0] if i >= 0]
+        if mode == "keyword":
+            D, I = self.store.keyword_search(query, k)  # (m,), (m,)
+        else:
+            xq = self.embedder.embed_queries([query])  # (1, d)
+            if mode == "dense":
+                D, I = (a[0] for a in self.search_vectors(xq, k, oversample, exact, rerank))
+            else:
+                D, I = self.hybrid_rows(query, xq[0], k, oversample, exact, rerank)
+        rows = [int(i) for i in I if i >= 0]
         chunks = self.store.chunks(rows)
         return [
-            Hit(rank + 1, float(D[0, rank]), c.row, c.text, c.source, c.title, c.page, c.start, c.end, c.doc_path, c.extra)
+            Hit(rank + 1, float(D[rank]), c.row, c.text, c.source, c.title, c.page, c.start, c.end, c.doc_path, c.extra)
             for rank, c in enumerate(chunks)
         ]
+
+    def resolve_mode(self, mode: str) -> str:
+        """The mode a search in ``mode`` runs: hybrid on a store written before the keyword index
+        existed searches dense (so old stores keep answering; their next `rag index` run that
+        changes something, or `--refit`, writes the keyword index), keyword mode there says how to
+        get one."""
+        check_mode(mode)
+        return "dense" if mode == "hybrid" and self.store.keyword_settings is None else mode
+
+    @property
+    def fusion(self) -> FusionSettings:
+        """The store's fusion weights (``rag eval --calibrate``) or the defaults."""
+        return FusionSettings.from_manifest(self.store.manifest)
+
+    def hybrid_rows(
+        self, query: str, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False,
+        rerank: bool = True, fusion: FusionSettings | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fused top ``k`` for one query (text and its unit vector xq (d,)): scores (m,), rows (m,)."""
+        union, dense, keyword, coverage = self.hybrid_candidates(query, xq, k, oversample, exact, rerank)
+        if len(union) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        settings = fusion or self.fusion
+        scores, _ = fuse(dense, keyword, settings, coverage if settings.adaptive else None)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return scores[order].astype(np.float32), union[order]
+
+    def hybrid_candidates(
+        self, query: str, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Both legs' candidates, each scored by both legs: union rows (m,), dense (m,) full-vector
+        inner products, keyword (m,) BM25 (0: no query term), and the keyword leg's evidence in
+        [0, 1]: the share of the query's terms its best chunks hold (``keyword_coverage``) times
+        its best BM25 relative to the sum of the query terms' IDFs (capped at 1)."""
+        pool = max(k, POOL)
+        # the dense leg reranks as many candidates as a dense search of k would (k * oversample),
+        # keeping the best ``pool``: its scores are recomputed below anyway
+        _, I = self.search_vectors(xq[None, :], pool, max(1, -(-k * oversample // pool)), exact, rerank)  # (1, pool)
+        S_all, rows_all = self.store.keyword_all(query)  # (a,) every matching chunk, unsorted
+        rows_k = rows_all[np.argsort(-S_all, kind="stable")[:pool]]  # (<= pool,) keyword candidates, best first
+        union = np.unique(np.concatenate([I[0][I[0] >= 0], rows_k]))  # (m,)
+        dense = self.store.decode_full(union) @ np.asarray(xq, np.float32)  # (m,) full-vector scores
+        keyword = np.zeros(len(union), np.float32)  # (m,) BM25, 0 for chunks holding no query term
+        hit = np.isin(rows_all, union)
+        keyword[np.searchsorted(union, rows_all[hit])] = S_all[hit]
+        top = [c.text + " " + c.title for c in self.store.chunks(rows_k[:KEYWORD_TOP].tolist())]
+        coverage = keyword_coverage(query_terms(query, self.store.keyword_settings.language), top)
+        ideal = self.store.keyword_ideal(query) if len(rows_k) else 0.0
+        strength = float(S_all.max(initial=0.0)) / ideal if ideal > 0 else 0.0
+        return union, dense.astype(np.float32), keyword, coverage * min(1.0, strength)
 
     def search_vectors(
         self, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True

@@ -128,7 +128,10 @@ class ListRetriever:
     def __init__(self, data) -> None:  # type: ignore[no-untyped-def]
         self.data = data
 
-    def search(self, query: str, k: int = 5, oversample: int = 16) -> list[Hit]:
+    def resolve_mode(self, mode: str) -> str:
+        return mode
+
+    def search(self, query: str, k: int = 5, oversample: int = 16, mode: str = "hybrid") -> list[Hit]:
         order = sorted(range(len(self.data.doc_ids)), key=lambda i: -len(set(query.split()) & set(self.data.texts[i].lower().split())))
         return [Hit(r + 1, 1.0 - r / 10, i, self.data.texts[i], self.data.doc_ids[i], "", None, 0, 1, "")
                 for r, i in enumerate(order[:k])]

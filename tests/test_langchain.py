@@ -234,3 +234,16 @@ def test_deleting_everything_empties_the_store_and_it_can_refill(vectorstore: Co
 def test_from_texts_needs_a_folder(fake_embedder) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="store_dir"):
         CompressedVectorStore.from_texts(["a"], FakeLangchainEmbeddings(fake_embedder))
+
+
+def test_search_mode_passes_through_and_dense_is_the_default(tmp_path: Path, fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    texts = ["zebra stripes confuse flies", "glaciers carve fjords", "the quokka smiles"]
+    vs = CompressedVectorStore.from_texts(texts, fake_embedder, store_dir=tmp_path / "modes", ids=["z", "g", "q"])
+    dense = vs.similarity_search_with_score("quokka", k=3)
+    keyword = vs.as_retriever(search_kwargs={"k": 3, "mode": "keyword"}).invoke("quokka")
+    hybrid = vs.similarity_search_with_score("quokka", k=1, mode="hybrid")
+    assert [d.id for d in keyword] == ["q"]  # BM25: only the chunk holding the word
+    assert len(dense) == 3 and dense[0][0].id == "q"  # dense ranks every chunk, by inner product
+    assert hybrid[0][0].id == "q" and 0.0 <= hybrid[0][1] <= 1.0  # fused scores lie in [0, 1]
+    with pytest.raises(ConfigError, match="query text"):
+        vs.similarity_search_by_vector(fake_embedder.embed_queries(["quokka"])[0].tolist(), k=1, mode="keyword")

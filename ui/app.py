@@ -129,6 +129,7 @@ def build_app(
     k: int = DEFAULT_K,
     oversample: int = DEFAULT_OVERSAMPLE,
     concurrency: int = 8,
+    mode: str = "hybrid",
 ):  # type: ignore[no-untyped-def]
     """The Gradio Blocks app. ``allow_upload=False`` gives a read-only deployment."""
     import gradio as gr
@@ -137,7 +138,8 @@ def build_app(
     choices = find_stores(Path(stores_dir) if stores_dir else None, [store])
     answerer_name = stores.chat(choices[0]).answerer.name
 
-    def respond(message: str, history: list[dict[str, Any]], store_path: str, k_: float, oversample_: float) -> Iterator[Any]:
+    def respond(message: str, history: list[dict[str, Any]], store_path: str, k_: float, oversample_: float,
+                mode_: str = mode) -> Iterator[Any]:
         if not message or not message.strip():
             raise gr.Error(EMPTY_QUESTION)
         turns = history_turns(history)
@@ -145,14 +147,14 @@ def build_app(
         yield [*history, {"role": "assistant", "content": "…"}], ""
         chat = stores.chat(store_path)
         answer = None
-        for answer in chat.stream(message, turns, int(k_), int(oversample_)):
+        for answer in chat.stream(message, turns, int(k_), int(oversample_), mode_):
             yield [*history, {"role": "assistant", "content": answer_markdown(answer.text)}], ""
         if answer is not None:
             cited = len(answer.cited)
             sources = {
                 "role": "assistant",
                 "content": sources_markdown(answer),
-                "metadata": {"title": f"Sources ({cited} cited of {len(answer.sources)} retrieved)", "status": "done"},
+                "metadata": {"title": f"Sources ({cited} cited of {len(answer.sources)} retrieved, {answer.mode} search)", "status": "done"},
             }
             yield [*history, {"role": "assistant", "content": answer_markdown(answer.text)}, sources], ""
 
@@ -177,12 +179,13 @@ def build_app(
                 picked = gr.Dropdown(choices=labelled, value=choices[0], label="Store", elem_id="store")
                 k_slider = gr.Slider(1, 20, value=k, step=1, label="k (chunks)")
                 os_slider = gr.Slider(1, 32, value=oversample, step=1, label="oversample (rerank candidates = k × this)")
+                mode_radio = gr.Radio(["hybrid", "dense", "keyword"], value=mode, label="Search mode", elem_id="mode")
                 if allow_upload:
                     files = gr.File(file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), label="Add documents")
                     add = gr.Button("Add to store", elem_id="add")
                     status = gr.Markdown(elem_id="upload-status")
                     add.click(upload, [files, picked], status, concurrency_limit=1, api_name="upload")
-        inputs = [box, chatbot, picked, k_slider, os_slider]
+        inputs = [box, chatbot, picked, k_slider, os_slider, mode_radio]
         box.submit(respond, inputs, [chatbot, box], concurrency_limit=concurrency, api_name="ask")
         send.click(respond, inputs, [chatbot, box], concurrency_limit=concurrency, api_name="ask_button")
     app.rag_read_only = not allow_upload

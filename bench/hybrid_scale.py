@@ -1,0 +1,137 @@
+"""Hybrid search at scale: single-query latency of hybrid vs dense on an n-chunk store, and the
+cost of the keyword index at indexing time.
+
+The store is written by ``GenerationWriter`` (the product's writer) with synthetic content:
+vectors from ``bench.vectors`` (a Gaussian fitted to real MiniLM embeddings of SciFact), and for
+each chunk 150 words drawn (seeded) from SciFact's own unigram distribution, stop words included,
+so the keyword leg meets a real scientific vocabulary with real document frequencies. Queries:
+the real SciFact claims, text to the keyword leg and their MiniLM embeddings to the dense leg.
+Latency pairs dense and hybrid query by query in one loop (``Retriever.search_vectors`` vs
+``Retriever.hybrid_rows``, k = 10; the query embedding, identical in both, is excluded).
+
+Indexing time: the same rows written twice, with the keyword index and with it switched off
+(``indexing.keyword.create``/``add``/``finish`` replaced by no-ops, bench only), interleaved. The writer's
+time excludes embedding; the ratio with embedding added is reported from the measured MiniLM
+document throughput of this machine (``--embed-chunks-per-s``, from bench/results/embed_speed_v2.json).
+
+    python -m bench.hybrid_scale --n 100000 --json bench/results/hybrid_scale_100000.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.vectors import SCIFACT, _read_jsonl, iter_xb, scifact_queries
+from indexing import keyword
+from indexing.chunk import Chunk, ChunkSettings
+from indexing.writer import DocumentRecord, GenerationWriter
+from rag.retrieve import Retriever
+
+WORDS_PER_CHUNK = 150
+PER_DOC = 100
+
+
+def vocabulary() -> tuple[np.ndarray, np.ndarray]:
+    counts: dict[str, int] = {}
+    for d in _read_jsonl(SCIFACT / "corpus.jsonl"):
+        for w in f"{d.get('title', '')} {d.get('text', '')}".lower().split():
+            counts[w] = counts.get(w, 0) + 1
+    words = np.array(sorted(counts))
+    p = np.array([counts[w] for w in words], np.float64)
+    return words, p / p.sum()
+
+
+def write_store(path: Path, n: int, words: np.ndarray, p: np.ndarray, with_keywords: bool) -> float:
+    """Write the n-chunk store; seconds spent in the writer (text generation excluded)."""
+    rng = np.random.default_rng(0)
+    create, add, finish = keyword.create, keyword.add, keyword.finish
+    if not with_keywords:
+        keyword.create = keyword.add = keyword.finish = lambda *a, **kw: None  # type: ignore[assignment]
+    spent = 0.0
+    try:
+        writer = GenerationWriter(path, "sentence-transformers/all-MiniLM-L6-v2", 384, ChunkSettings())
+        row = 0
+        for xb in iter_xb(n):
+            for d0 in range(0, len(xb), PER_DOC):
+                part = xb[d0 : d0 + PER_DOC]  # (m, d)
+                ids = rng.choice(len(words), (len(part), WORDS_PER_CHUNK), p=p)
+                texts = [" ".join(words[r]) for r in ids]
+                doc = f"/synthetic/d{row // PER_DOC}.txt"
+                chunks = [Chunk(doc, doc, "", None, 0, len(t), t) for t in texts]
+                t0 = time.perf_counter()
+                writer.add(DocumentRecord(doc, doc, "", ""), chunks, part)
+                spent += time.perf_counter() - t0
+                row += len(part)
+        t0 = time.perf_counter()
+        writer.commit()
+        spent += time.perf_counter() - t0
+    finally:
+        keyword.create, keyword.add, keyword.finish = create, add, finish
+    return spent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--max-queries", type=int, default=300)
+    ap.add_argument("--embed-chunks-per-s", type=float, default=None, help="MiniLM document throughput to fold into the indexing ratio")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    words, p = vocabulary()
+    tmp = Path(tempfile.mkdtemp(prefix="hybrid-scale-"))
+    try:
+        plain = write_store(tmp / "plain", args.n, words, p, with_keywords=False)
+        shutil.rmtree(tmp / "plain")
+        with_kw = write_store(tmp / "store", args.n, words, p, with_keywords=True)
+        r = Retriever.open(tmp / "store", verify=False)
+        texts = [q["text"] for q in _read_jsonl(SCIFACT / "queries.jsonl")][: args.max_queries]
+        xq = scifact_queries()[: args.max_queries]
+        t = np.empty((len(texts), 2))
+        for i in range(min(5, len(texts))):  # warm up
+            r.search_vectors(xq[i : i + 1], 10)
+            r.hybrid_rows(texts[i], xq[i], 10)
+        for i, (q, x) in enumerate(zip(texts, xq)):
+            t0 = time.perf_counter()
+            r.search_vectors(x[None, :], 10)
+            t1 = time.perf_counter()
+            r.hybrid_rows(q, x, 10)
+            t[i] = (t1 - t0, time.perf_counter() - t1)
+        t *= 1e3
+        kw_t = []
+        for q in texts:
+            t0 = time.perf_counter()
+            r.store.keyword_search(q, 50)
+            kw_t.append(1e3 * (time.perf_counter() - t0))
+        kw_bytes = r.store.keyword_bytes() or 0
+        result = {
+            "n": args.n, "queries": len(texts),
+            "dense_p50_ms": round(float(np.median(t[:, 0])), 3), "hybrid_p50_ms": round(float(np.median(t[:, 1])), 3),
+            "hybrid_over_dense_p50": round(float(np.median(t[:, 1]) / np.median(t[:, 0])), 3),
+            "dense_p95_ms": round(float(np.percentile(t[:, 0], 95)), 3), "hybrid_p95_ms": round(float(np.percentile(t[:, 1], 95)), 3),
+            "keyword_leg_p50_ms": round(float(np.median(kw_t)), 3),
+            "keyword_index_bytes": kw_bytes, "keyword_bytes_per_chunk": round(kw_bytes / args.n, 1),
+            "bytes_per_vector": r.store.bytes_per_vector,
+            "writer_seconds_without_keyword": round(plain, 2), "writer_seconds_with_keyword": round(with_kw, 2),
+            "writer_ratio": round(with_kw / plain, 3),
+        }
+        if args.embed_chunks_per_s:
+            embed = args.n / args.embed_chunks_per_s
+            result["embed_seconds_estimated"] = round(embed, 1)
+            result["indexing_ratio_with_embedding"] = round((embed + with_kw) / (embed + plain), 3)
+        r.store.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

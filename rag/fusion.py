@@ -1,0 +1,176 @@
+"""Fuse the dense and keyword legs of a hybrid search into one ranking.
+
+Both legs propose candidates (dense: float8 first stage + full-vector rerank; keyword: FTS5
+BM25); every candidate of the union is then scored by *both* legs (its float8 full vector and
+its BM25 for the query), so no candidate is missing a score. Each leg's scores are min-max
+normalised over the union and mixed: ``w * dense + (1 - w) * keyword``.
+
+The weight adapts per query (``coverage_weight``): the keyword leg keeps its prior share only
+when its own evidence is strong -- its best chunks hold most of the query's terms
+(``keyword_coverage``) and its best BM25 is close to the sum of the query terms' IDFs, i.e. the
+query is written in the documents' words (names, numbers, rare terms). A query phrased in other
+words than its answer gets keyword hits on incidental, common terms; the evidence is weak and the
+weight moves to the dense leg. (Two other per-query rules were measured and dropped: the dense
+leg's support of the keyword top hits, and each leg's top-score z-score; bench/fusion_study.py.)
+Why per query and not (only) per store: the documents alone cannot tell whether users will ask
+in the documents' words or in their own (the same SciFact corpus favours keywords with its
+claims and dense with the claims in other words, see bench/dense_favoured.py), so a label-free
+per-store calibration cannot see it; the query's own evidence can. A store weight
+measured on labelled queries (``rag eval --calibrate``) replaces the default prior ``w0``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexing.errors import ConfigError
+
+MODES = ("hybrid", "dense", "keyword")
+DEFAULT_MODE = "hybrid"
+# Candidates each leg proposes to the fusion (at least k): enough that a chunk ranked ~50th by one
+# leg and near the top by the other can still win, small enough to cost < 1 ms to rescore.
+POOL = 50
+# Prior weight of the dense leg when the store holds no calibrated one (chosen with FULL_COVERAGE
+# below, by the same rule).
+DEFAULT_DENSE_WEIGHT = 0.3
+# Keyword evidence (see Retriever.hybrid_candidates) at which the keyword leg gets the prior
+# weight, and how fast its weight falls below that: (evidence / FULL_COVERAGE) ** POWER.
+# How chosen (bench/fusion_study.py, bench/results/fusion_study.json, nDCG@10 on SciFact, SQuAD
+# (2000 seeded queries) and SciFact in other words): among the rules at least 0.5 % above the better
+# single leg on both shared sets, the one whose worst ratio to the better leg over all three sets is
+# best (w0 0.3, full 0.8, power 3: SciFact 1.037x BM25, SQuAD 1.007x BM25, other words 0.948x dense).
+FULL_COVERAGE = 0.8
+POWER = 3.0
+KEYWORD_TOP = 3  # keyword chunks looked at for coverage
+_WORD = re.compile(r"[^\W_]+")
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """``dense_weight``: the prior w0; ``adaptive``: move it per query (see ``query_weight``)."""
+
+    dense_weight: float = DEFAULT_DENSE_WEIGHT
+    adaptive: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError(f"dense weight {self.dense_weight} must be between 0 and 1")
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> FusionSettings:
+        """The store's calibrated fusion (``manifest["fusion"]``), or the default."""
+        section = manifest.get("fusion") or {}
+        w = section.get("dense_weight")
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0.0 <= w <= 1.0:
+            return cls()
+        return cls(float(w), bool(section.get("adaptive", True)))
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+    return mode
+
+
+def minmax(s: np.ndarray) -> np.ndarray:
+    """(m,) -> (m,) in [0, 1]; all zeros when every score is equal."""
+    if len(s) == 0:
+        return np.zeros(0, np.float32)
+    lo, hi = float(s.min()), float(s.max())
+    if hi - lo <= 1e-12:
+        return np.zeros_like(s, np.float32)
+    return ((s - lo) / (hi - lo)).astype(np.float32)
+
+
+def query_weight(nd: np.ndarray, nk: np.ndarray, w0: float, top: int = 5) -> float:
+    """The dense weight for one query from normalised union scores nd, nk (m,).
+
+    ``support``: mean normalised dense score of the keyword leg's top ``top`` candidates, i.e.
+    how much the dense leg agrees with what the keyword leg puts first (1: the same chunks are
+    on top; ~0: the keyword leg's best are the dense leg's worst). The keyword share of the
+    weight is scaled by it: w = 1 - (1 - w0) * support."""
+    if len(nk) == 0 or float(nk.max(initial=0.0)) <= 0.0:
+        return 1.0  # no keyword evidence at all: dense alone
+    order = np.argsort(-nk, kind="stable")[:top]
+    support = float(np.mean(nd[order])) if len(nd) else 0.0
+    return 1.0 - (1.0 - w0) * support
+
+
+def top_z(s: np.ndarray, top: int = POOL) -> float:
+    """How far the best score stands out of the leg's own top ``top``: (s1 - mean) / std, >= 0."""
+    head = np.sort(s)[::-1][:top]
+    if len(head) < 2:
+        return 0.0
+    sd = float(head.std())
+    return max(0.0, float(head[0] - head.mean()) / sd) if sd > 1e-12 else 0.0
+
+
+def confidence_weight(dense: np.ndarray, keyword: np.ndarray, w0: float) -> float:
+    """The dense weight for one query from each leg's confidence (``top_z``), scaled by the prior."""
+    if float(keyword.max(initial=0.0)) <= 0.0:
+        return 1.0
+    cd, ck = w0 * top_z(dense), (1.0 - w0) * top_z(keyword)
+    return cd / (cd + ck) if cd + ck > 0 else w0
+
+
+def keyword_coverage(terms: Sequence[str], texts: Sequence[str]) -> float:
+    """Best share of the query's ``terms`` that one of ``texts`` (the keyword leg's top chunks)
+    contains, a word matching a term when their first 5 letters agree (a crude stem)."""
+    if not terms or not texts:
+        return 0.0
+    want = {t[:5] for t in terms}
+    return max(len(want & {w.lower()[:5] for w in _WORD.findall(text)}) / len(want) for text in texts)
+
+
+def coverage_weight(evidence: float, w0: float, full: float = FULL_COVERAGE, power: float = POWER) -> float:
+    """The dense weight for one query: the prior ``w0`` when the keyword leg's evidence reaches
+    ``full``, sliding to 1 (dense only) as it falls to 0, as ``(evidence / full) ** power``."""
+    trust = min(1.0, max(0.0, evidence) / full) ** power if full > 0 else 1.0
+    return 1.0 - (1.0 - w0) * trust
+
+
+def fuse(dense: np.ndarray, keyword: np.ndarray, settings: FusionSettings, coverage: float | None = None,
+         method: str = "coverage") -> tuple[np.ndarray, float]:
+    """Scores of the union candidates: dense (m,) inner products and keyword (m,) BM25 ->
+    fused (m,) scores (higher is better) and the dense weight used. ``coverage``: see
+    ``keyword_coverage`` (None: not adaptive)."""
+    nd, nk = minmax(dense), minmax(keyword)
+    if float(keyword.max(initial=0.0)) <= 0.0:
+        w = 1.0  # no keyword evidence at all: dense alone
+    elif not settings.adaptive:
+        w = settings.dense_weight
+    elif method == "support":
+        w = query_weight(nd, nk, settings.dense_weight)
+    elif method == "confidence":
+        w = confidence_weight(dense, keyword, settings.dense_weight)
+    else:
+        w = coverage_weight(coverage if coverage is not None else 1.0, settings.dense_weight)
+    return w * nd + (1.0 - w) * nk, w
+
+
+def save_fusion(store_dir: str | Path, settings: FusionSettings, source: str, measured: dict | None = None) -> dict:
+    """Record ``settings`` as the store's fusion (``manifest["fusion"]``), atomically, under the
+    writers' lock; ``source`` says where they come from (e.g. "rag eval --calibrate on DATASET")."""
+    import fcntl
+
+    from indexing.errors import StoreError
+    from indexing.files import write_json_atomic
+    from indexing.manifest import MANIFEST, read_manifest
+
+    store_dir = Path(store_dir)
+    manifest = read_manifest(store_dir)
+    with open(store_dir / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StoreError(f"another process is writing {store_dir}; wait for it to finish") from exc
+        manifest = read_manifest(store_dir)  # re-read under the lock
+        manifest["fusion"] = {"dense_weight": settings.dense_weight, "adaptive": settings.adaptive, "source": source,
+                              **({"measured": measured} if measured else {})}
+        write_json_atomic(store_dir / MANIFEST, manifest)
+    return manifest["fusion"]

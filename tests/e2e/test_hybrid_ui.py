@@ -1,0 +1,18 @@
+"""The chat app's search-mode switch over HTTP: the mode reaches the search and the sources say it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gradio_client import Client
+
+
+def test_mode_switch_reaches_the_search(app_url: str, small_store: Path) -> None:
+    client = Client(app_url, verbose=False)
+    for mode in ("keyword", "dense", "hybrid"):
+        job = client.submit("What is a group of zebras called?", [], str(small_store), 3, 8, mode, api_name="/ask")
+        job.result(timeout=120)
+        final = job.outputs()[-1][0]
+        sources = final[-1]
+        assert sources["metadata"]["title"].endswith(f"{mode} search)"), sources["metadata"]["title"]
+        assert "animals.md" in str(sources["content"])

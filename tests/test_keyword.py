@@ -1,0 +1,125 @@
+"""indexing.keyword: the FTS5 keyword index written with each generation, and queries as data."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from indexing import keyword
+from indexing.build import index_paths
+from indexing.errors import ConfigError, StoreError
+from indexing.manifest import MANIFEST
+from indexing.store import Store
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path, docs_folder: Path, fake_embedder) -> Path:
+    index_paths([docs_folder], tmp_path / "store", embedder=fake_embedder)
+    return tmp_path / "store"
+
+
+def sources(store: Store, query: str, k: int = 5) -> list[str]:
+    _, rows = store.keyword_search(query, k)
+    return [Path(c.source).name for c in store.chunks(rows.tolist())]
+
+
+def test_keyword_index_is_written_with_the_store_and_stems(store_dir: Path) -> None:
+    with Store.open(store_dir) as store:
+        assert store.manifest["keyword"]["language"] == "english"
+        assert sources(store, "erupting volcano")[0] == "volcano.md"  # porter: erupting ~ erupt
+        assert sources(store, "ZEBRAS")[0] == "zebra.txt"
+        assert sources(store, "quokka beacon") == []  # script text is never indexed
+        scores, rows = store.keyword_search("glacier fjords", 5)
+        assert len(rows) >= 1 and scores[0] > 0 and list(scores) == sorted(scores, reverse=True)
+
+
+def test_incremental_add_and_delete_update_postings(tmp_path: Path, store_dir: Path, docs_folder: Path, fake_embedder) -> None:
+    (docs_folder / "otter.txt").write_text("Sea otters crack urchins on their bellies with stones.", encoding="utf-8")
+    (docs_folder / "zebra.txt").unlink()
+    report = index_paths([docs_folder], store_dir, embedder=fake_embedder)
+    assert [Path(a).name for a in report.added] == ["otter.txt"] and [Path(a).name for a in report.removed] == ["zebra.txt"]
+    with Store.open(store_dir) as store:
+        assert sources(store, "urchins otters")[0] == "otter.txt"
+        assert sources(store, "zebras stripes") == []  # the deleted file's postings are gone
+        assert sources(store, "saxophone reed")[0] == "music.html"  # kept documents stay findable
+
+
+def test_store_without_keyword_index_says_rebuild(store_dir: Path) -> None:
+    manifest = json.loads((store_dir / MANIFEST).read_text())
+    del manifest["keyword"]
+    (store_dir / MANIFEST).write_text(json.dumps(manifest))
+    with Store.open(store_dir) as store, pytest.raises(StoreError, match="--refit"):
+        store.keyword_search("zebra", 3)
+
+
+def test_unknown_language_is_refused() -> None:
+    with pytest.raises(ConfigError, match="english"):
+        keyword.KeywordSettings("klingon")
+
+
+def test_query_terms_drop_stop_words_and_syntax() -> None:
+    assert keyword.query_terms('What is the "NEAR" (zebra* -lion) AND title:x') == ["near", "zebra", "lion", "title", "x"]
+    assert keyword.query_terms("the of and") == ["the", "of", "and"]  # only stop words: keep them
+    assert keyword.match_expression("") is None and keyword.match_expression("!!! ()") is None
+    assert len(keyword.query_terms(" ".join(f"w{i}" for i in range(1000)))) == keyword.MAX_QUERY_TERMS
+
+
+TEXTS = ["near the river bank", "zebra stripes confuse flies", "title of the book", "and or not"]
+
+
+@pytest.fixture(scope="module")
+def memory_db() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.execute("CREATE TABLE chunks(row INTEGER PRIMARY KEY, title TEXT, text TEXT)")
+    db.executemany("INSERT INTO chunks VALUES (?,?,?)", [(i, "", t) for i, t in enumerate(TEXTS)])
+    keyword.create(db, keyword.KeywordSettings())
+    keyword.add(db, [(i, "", t) for i, t in enumerate(TEXTS)])
+    return db
+
+
+PIECES = list('"*-()^:+{}[],.\'\\\x00é ') + ["NEAR(", "NEAR", "AND", "OR", "NOT", "near", "zebra", "river", "title", "bank", "flies"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))
+def test_any_query_is_data(memory_db: sqlite3.Connection, query: str) -> None:
+    """Syntax characters never raise or act: a query finds every chunk holding one of its words
+    as a plain word, and only chunks sharing a (stemmed) word with it."""
+    _, rows = keyword.search(memory_db, query, 10)
+    terms = {unicodedata.normalize("NFKD", t).encode("ascii", "ignore").decode() for t in keyword.query_terms(query)}
+    words = [set(text.split()) for text in TEXTS]
+    assert {i for i, w in enumerate(words) if terms & w} <= set(rows.tolist())
+    for i in rows.tolist():
+        assert any(t[:2] == w[:2] for t in terms for w in words[i])  # porter: "ore" -> "or"
+
+
+def test_huge_and_empty_queries(memory_db: sqlite3.Connection) -> None:
+    big = ("zebra " + "x" * 50 + " NEAR( \" ") * 1800  # ~100 KB
+    assert len(big) > 100_000
+    _, rows = keyword.search(memory_db, big, 5)
+    assert sorted(rows.tolist()) == [0, 1]  # "zebra" and the word "near", nothing else
+    scores, rows = keyword.search(memory_db, "", 5)
+    assert len(rows) == 0 and len(scores) == 0
+    assert keyword.score_rows(memory_db, "zebra", rows).shape == (0,)
+
+
+def test_common_terms_are_dropped_past_the_postings_budget() -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE chunks(row INTEGER PRIMARY KEY, title TEXT, text TEXT)")
+    texts = [f"cells divide {i}" for i in range(30)] + ["zebra cells"]
+    db.executemany("INSERT INTO chunks VALUES (?,?,?)", [(i, "", t) for i, t in enumerate(texts)])
+    keyword.create(db, keyword.KeywordSettings())
+    keyword.add(db, [(i, "", t) for i, t in enumerate(texts)])
+    keyword.finish(db)
+    assert keyword.stems(["running", "cells"]) == ["run", "cell"]
+    assert keyword.budget_terms(db, ["cells", "zebra"], budget=100) == ["cells", "zebra"]
+    assert keyword.budget_terms(db, ["cells", "zebra"], budget=5) == ["zebra"]  # the rarest always stays
+    assert keyword.budget_terms(db, ["cells", "divide"], budget=5) == ["divide"]  # df 30 vs 31: rarest first
+    _, rows = keyword.search(db, "zebra cells", 40)
+    assert rows.tolist()[0] == 30
