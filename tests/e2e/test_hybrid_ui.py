@@ -6,6 +6,8 @@ from pathlib import Path
 
 from gradio_client import Client
 
+from ui.safety import plain_text
+
 
 def test_mode_switch_reaches_the_search(app_url: str, small_store: Path) -> None:
     client = Client(app_url, verbose=False)
@@ -15,4 +17,4 @@ def test_mode_switch_reaches_the_search(app_url: str, small_store: Path) -> None
         final = job.outputs()[-1][0]
         sources = final[-1]
         assert sources["metadata"]["title"].endswith(f"{mode} search)"), sources["metadata"]["title"]
-        assert "animals.md" in str(sources["content"])
+        assert "animals.md" in plain_text(" ".join(p.get("text", "") for p in sources["content"]))  # shown escaped
