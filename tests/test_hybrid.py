@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.fusion_study import query_weight
 from indexing.build import index_paths
 from indexing.errors import ConfigError, StoreError
 from indexing.manifest import MANIFEST
 from rag.cli import main
-from rag.fusion import FusionSettings, fuse, minmax, query_weight, save_fusion
+from rag.fusion import FusionSettings, fuse, minmax, save_fusion
 from rag.retrieve import Retriever
 
 
