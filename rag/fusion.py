@@ -120,22 +120,23 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, settings: FusionSettings,
 
 def save_fusion(store_dir: str | Path, settings: FusionSettings, source: str, measured: dict | None = None) -> dict:
     """Record ``settings`` as the store's fusion (``manifest["fusion"]``), atomically, under the
-    writers' lock; ``source`` says where they come from (e.g. "rag eval --calibrate on DATASET")."""
-    import fcntl
-
-    from indexing.errors import StoreError
+    writers' lock (``StoreLock``); ``source`` says where they come from (e.g. "rag eval --calibrate on DATASET")."""
     from indexing.files import write_json_atomic
+    from indexing.lock import StoreLock, StoreLockedError
     from indexing.manifest import MANIFEST, read_manifest
 
     store_dir = Path(store_dir)
     manifest = read_manifest(store_dir)
-    with open(store_dir / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise StoreError(f"another process is writing {store_dir}; wait for it to finish") from exc
+    lock = StoreLock(store_dir)
+    try:
+        lock.acquire()
+    except StoreLockedError as exc:  # its hint names `rag index --wait`, which this caller does not have
+        raise StoreLockedError(f"{str(exc).rsplit('; ', 1)[0]}; run this again when it has finished") from exc
+    try:
         manifest = read_manifest(store_dir)  # re-read under the lock
         manifest["fusion"] = {"dense_weight": settings.dense_weight, "adaptive": settings.adaptive, "source": source,
                               **({"measured": measured} if measured else {})}
         write_json_atomic(store_dir / MANIFEST, manifest)
+    finally:
+        lock.release()
     return manifest["fusion"]
