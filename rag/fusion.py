@@ -72,6 +72,7 @@ class FusionSettings:
 
 
 def check_mode(mode: str) -> str:
+    """``mode`` itself when it is one of MODES, else ConfigError."""
     if mode not in MODES:
         raise ConfigError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     return mode
