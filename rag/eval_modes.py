@@ -65,7 +65,7 @@ def measure_modes(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, 
 
 def winner(modes: dict[str, dict[str, Any]], key: str) -> str:
     """The mode with the best ``key`` (ties: hybrid, then dense)."""
-    order = ["hybrid", "dense", "keyword"]
+    order = list(MODES)  # hybrid, dense, keyword
     return max(order, key=lambda m: (modes[m][key], -order.index(m)))
 
 
