@@ -24,7 +24,7 @@ import numpy as np
 from indexing.embed import DEFAULT_MODEL, load_embedder
 from rag.eval_configs import StorePool
 from rag.evaluate import embed_cached, load_beir, retrieval_metrics, run_from_ids
-from rag.fusion import POOL, FusionSettings, coverage_weight, fuse, minmax
+from rag.fusion import POOL, coverage_weight, minmax
 from rag.retrieve import DEFAULT_OVERSAMPLE
 
 K = 10
@@ -34,6 +34,40 @@ FULLS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 def _mix(d: np.ndarray, k: np.ndarray, w: float) -> np.ndarray:
     return w * minmax(d) + (1 - w) * minmax(k)
+
+
+# -- the two per-query rules measured and dropped (the product uses coverage_weight) ----------------
+
+
+def query_weight(nd: np.ndarray, nk: np.ndarray, w0: float, top: int = 5) -> float:
+    """The dense weight for one query from normalised union scores nd, nk (m,).
+
+    ``support``: mean normalised dense score of the keyword leg's top ``top`` candidates, i.e.
+    how much the dense leg agrees with what the keyword leg puts first (1: the same chunks are
+    on top; ~0: the keyword leg's best are the dense leg's worst). The keyword share of the
+    weight is scaled by it: w = 1 - (1 - w0) * support."""
+    if len(nk) == 0 or float(nk.max(initial=0.0)) <= 0.0:
+        return 1.0  # no keyword evidence at all: dense alone
+    order = np.argsort(-nk, kind="stable")[:top]
+    support = float(np.mean(nd[order])) if len(nd) else 0.0
+    return 1.0 - (1.0 - w0) * support
+
+
+def top_z(s: np.ndarray, top: int = POOL) -> float:
+    """How far the best score stands out of the leg's own top ``top``: (s1 - mean) / std, >= 0."""
+    head = np.sort(s)[::-1][:top]
+    if len(head) < 2:
+        return 0.0
+    sd = float(head.std())
+    return max(0.0, float(head[0] - head.mean()) / sd) if sd > 1e-12 else 0.0
+
+
+def confidence_weight(dense: np.ndarray, keyword: np.ndarray, w0: float) -> float:
+    """The dense weight for one query from each leg's confidence (``top_z``), scaled by the prior."""
+    if float(keyword.max(initial=0.0)) <= 0.0:
+        return 1.0
+    cd, ck = w0 * top_z(dense), (1.0 - w0) * top_z(keyword)
+    return cd / (cd + ck) if cd + ck > 0 else w0
 
 
 def candidates(retriever, queries: list[str], xq: np.ndarray) -> list[tuple]:  # type: ignore[no-untyped-def]
@@ -102,9 +136,10 @@ def study(name: str, path: str, max_queries: int | None, cache_dir: str | None, 
     }
     for w in WEIGHTS:
         res[f"convex w={w}"] = ndcg(fused_rows(cands, lambda d, k, c, w=w: _mix(d, k, w)))
-        for method in ("support", "confidence"):
-            res[f"{method} w0={w}"] = ndcg(fused_rows(
-                cands, lambda d, k, c, w=w, m=method: fuse(d, k, FusionSettings(w), c, m)[0]))
+        res[f"support w0={w}"] = ndcg(fused_rows(
+            cands, lambda d, k, c, w=w: _mix(d, k, query_weight(minmax(d), minmax(k), w) if k.max(initial=0) > 0 else 1.0)))
+        res[f"confidence w0={w}"] = ndcg(fused_rows(
+            cands, lambda d, k, c, w=w: _mix(d, k, confidence_weight(d, k, w))))
         for full in FULLS:
             for power in (1.0, 2.0, 3.0):
                 res[f"evidence w0={w} full={full} power={power}"] = ndcg(fused_rows(

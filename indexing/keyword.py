@@ -204,22 +204,6 @@ def finish(db: sqlite3.Connection) -> None:
     db.execute(f"DROP TABLE temp.{TABLE}_vocab")
 
 
-def score_rows(db: sqlite3.Connection, query: str, rows: np.ndarray, language: str = DEFAULT_LANGUAGE) -> np.ndarray:
-    """BM25 of ``query`` for the given rows (m,) -> (m,) float32; 0 where a row holds no term."""
-    out = np.zeros(len(rows), np.float32)
-    expr = _expression(db, query, language)
-    if expr is None or len(rows) == 0:
-        return out
-    wanted = [int(r) for r in rows]
-    marks = ",".join("?" * len(wanted))
-    sql = f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ? AND rowid IN ({marks})"
-    scores, found = _run(db, sql, (expr, *wanted))
-    position = {r: i for i, r in enumerate(wanted)}
-    for s, r in zip(scores, found):
-        out[position[int(r)]] = s
-    return out
-
-
 def _run(db: sqlite3.Connection, sql: str, params: tuple) -> tuple[np.ndarray, np.ndarray]:
     try:
         result = db.execute(sql, params).fetchall()

@@ -244,10 +244,6 @@ class Store:
         """Sum of the IDFs of the query's terms (see indexing.keyword.ideal_score)."""
         return keyword.ideal_score(self._db, query, self.n, keyword.require(self.keyword_settings).language)
 
-    def keyword_scores(self, query: str, rows: np.ndarray) -> np.ndarray:
-        """BM25 of ``query`` for ``rows`` (m,) -> (m,); 0 where a row has none of its terms."""
-        return keyword.score_rows(self._db, query, rows, keyword.require(self.keyword_settings).language)
-
     def keyword_bytes(self) -> int | None:
         """Bytes of the keyword index inside chunks.sqlite (None: no keyword index)."""
         return keyword.index_bytes(self._db) if self.keyword_settings else None

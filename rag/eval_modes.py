@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag.fusion import MODES, FusionSettings
 
+if TYPE_CHECKING:
+    from rag.evaluate import BeirData
+    from rag.retrieve import Retriever
+
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # dense weights --calibrate tries
 LATENCY_QUERIES = 200
 
 
-def mode_search(retriever, mode: str, queries: Sequence[str], xq: np.ndarray, k: int, oversample: int,
-                fusion: FusionSettings | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+def mode_search(retriever: Retriever, mode: str, queries: Sequence[str], xq: np.ndarray, k: int, oversample: int,
+                fusion: FusionSettings | None = None) -> np.ndarray:
     """Top-k rows I (nq, k) of every query in ``mode`` (-1 where fewer exist)."""
     I = np.full((len(queries), k), -1, np.int64)
     if mode == "dense":
@@ -44,8 +48,8 @@ def _p50_ms(fn: Callable[[int], object], n: int) -> float:
     return round(float(np.median(times)), 4) if times else 0.0
 
 
-def measure_modes(retriever, data, xq: np.ndarray, k: int, oversample: int, metrics: Callable, depth: int,
-                  fusion: FusionSettings | None = None) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
+def measure_modes(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, oversample: int, metrics: Callable, depth: int,
+                  fusion: FusionSettings | None = None) -> dict[str, dict[str, Any]]:
     """``{mode: {ndcg@k, recall@k, recall@depth, mrr@k, p50_ms}}`` for dense, keyword and hybrid.
     ``metrics(I, I_deep)`` scores rows; p50_ms is one query at a time, text to rows (the dense leg's
     query embedding excluded: it is the same in every mode)."""
@@ -61,12 +65,12 @@ def measure_modes(retriever, data, xq: np.ndarray, k: int, oversample: int, metr
 
 def winner(modes: dict[str, dict[str, Any]], key: str) -> str:
     """The mode with the best ``key`` (ties: hybrid, then dense)."""
-    order = ["hybrid", "dense", "keyword"]
+    order = list(MODES)  # hybrid, dense, keyword
     return max(order, key=lambda m: (modes[m][key], -order.index(m)))
 
 
-def calibrate(retriever, data, xq: np.ndarray, k: int, oversample: int, metrics: Callable,
-              ndcg: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def calibrate(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, oversample: int, metrics: Callable,
+              ndcg: str) -> dict[str, Any]:
     """nDCG@k of the hybrid search for every prior dense weight in WEIGHT_GRID (adaptive on) and
     the fixed weights (adaptive off); the best setting, to be stored in the store's manifest."""
     trials: list[dict[str, Any]] = []
@@ -81,8 +85,8 @@ def calibrate(retriever, data, xq: np.ndarray, k: int, oversample: int, metrics:
     return {"trials": trials, "automatic": auto, "best": best}
 
 
-def modes_report(retriever, data, xq: np.ndarray, k: int, oversample: int, depth: int, calibrate_weights: bool = False,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def modes_report(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, oversample: int, depth: int,
+                 calibrate_weights: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """What ``rag eval`` adds: ``modes`` (dense/keyword/hybrid of the default store), ``best_mode``
     and, with ``calibrate_weights``, ``calibration`` (automatic fusion vs the best on these qrels)."""
     from rag.evaluate import retrieval_metrics, run_from_ids

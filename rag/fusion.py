@@ -11,7 +11,7 @@ when its own evidence is strong -- its best chunks hold most of the query's term
 query is written in the documents' words (names, numbers, rare terms). A query phrased in other
 words than its answer gets keyword hits on incidental, common terms; the evidence is weak and the
 weight moves to the dense leg. (Two other per-query rules were measured and dropped: the dense
-leg's support of the keyword top hits, and each leg's top-score z-score; bench/fusion_study.py.)
+leg's support of the keyword top hits, and each leg's top-score z-score; they live on in bench/fusion_study.py.)
 Why per query and not (only) per store: the documents alone cannot tell whether users will ask
 in the documents' words or in their own (the same SciFact corpus favours keywords with its
 claims and dense with the claims in other words, see bench/dense_favoured.py), so a label-free
@@ -52,7 +52,7 @@ _WORD = re.compile(r"[^\W_]+")
 
 @dataclass(frozen=True)
 class FusionSettings:
-    """``dense_weight``: the prior w0; ``adaptive``: move it per query (see ``query_weight``)."""
+    """``dense_weight``: the prior w0; ``adaptive``: move it per query (see ``coverage_weight``)."""
 
     dense_weight: float = DEFAULT_DENSE_WEIGHT
     adaptive: bool = True
@@ -72,6 +72,7 @@ class FusionSettings:
 
 
 def check_mode(mode: str) -> str:
+    """``mode`` itself when it is one of MODES, else ConfigError."""
     if mode not in MODES:
         raise ConfigError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     return mode
@@ -85,37 +86,6 @@ def minmax(s: np.ndarray) -> np.ndarray:
     if hi - lo <= 1e-12:
         return np.zeros_like(s, np.float32)
     return ((s - lo) / (hi - lo)).astype(np.float32)
-
-
-def query_weight(nd: np.ndarray, nk: np.ndarray, w0: float, top: int = 5) -> float:
-    """The dense weight for one query from normalised union scores nd, nk (m,).
-
-    ``support``: mean normalised dense score of the keyword leg's top ``top`` candidates, i.e.
-    how much the dense leg agrees with what the keyword leg puts first (1: the same chunks are
-    on top; ~0: the keyword leg's best are the dense leg's worst). The keyword share of the
-    weight is scaled by it: w = 1 - (1 - w0) * support."""
-    if len(nk) == 0 or float(nk.max(initial=0.0)) <= 0.0:
-        return 1.0  # no keyword evidence at all: dense alone
-    order = np.argsort(-nk, kind="stable")[:top]
-    support = float(np.mean(nd[order])) if len(nd) else 0.0
-    return 1.0 - (1.0 - w0) * support
-
-
-def top_z(s: np.ndarray, top: int = POOL) -> float:
-    """How far the best score stands out of the leg's own top ``top``: (s1 - mean) / std, >= 0."""
-    head = np.sort(s)[::-1][:top]
-    if len(head) < 2:
-        return 0.0
-    sd = float(head.std())
-    return max(0.0, float(head[0] - head.mean()) / sd) if sd > 1e-12 else 0.0
-
-
-def confidence_weight(dense: np.ndarray, keyword: np.ndarray, w0: float) -> float:
-    """The dense weight for one query from each leg's confidence (``top_z``), scaled by the prior."""
-    if float(keyword.max(initial=0.0)) <= 0.0:
-        return 1.0
-    cd, ck = w0 * top_z(dense), (1.0 - w0) * top_z(keyword)
-    return cd / (cd + ck) if cd + ck > 0 else w0
 
 
 def keyword_coverage(terms: Sequence[str], texts: Sequence[str]) -> float:
@@ -134,8 +104,8 @@ def coverage_weight(evidence: float, w0: float, full: float = FULL_COVERAGE, pow
     return 1.0 - (1.0 - w0) * trust
 
 
-def fuse(dense: np.ndarray, keyword: np.ndarray, settings: FusionSettings, coverage: float | None = None,
-         method: str = "coverage") -> tuple[np.ndarray, float]:
+def fuse(dense: np.ndarray, keyword: np.ndarray, settings: FusionSettings,
+         coverage: float | None = None) -> tuple[np.ndarray, float]:
     """Scores of the union candidates: dense (m,) inner products and keyword (m,) BM25 ->
     fused (m,) scores (higher is better) and the dense weight used. ``coverage``: see
     ``keyword_coverage`` (None: not adaptive)."""
@@ -144,10 +114,6 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, settings: FusionSettings, cover
         w = 1.0  # no keyword evidence at all: dense alone
     elif not settings.adaptive:
         w = settings.dense_weight
-    elif method == "support":
-        w = query_weight(nd, nk, settings.dense_weight)
-    elif method == "confidence":
-        w = confidence_weight(dense, keyword, settings.dense_weight)
     else:
         w = coverage_weight(coverage if coverage is not None else 1.0, settings.dense_weight)
     return w * nd + (1.0 - w) * nk, w
@@ -155,22 +121,23 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, settings: FusionSettings, cover
 
 def save_fusion(store_dir: str | Path, settings: FusionSettings, source: str, measured: dict | None = None) -> dict:
     """Record ``settings`` as the store's fusion (``manifest["fusion"]``), atomically, under the
-    writers' lock; ``source`` says where they come from (e.g. "rag eval --calibrate on DATASET")."""
-    import fcntl
-
-    from indexing.errors import StoreError
+    writers' lock (``StoreLock``); ``source`` says where they come from (e.g. "rag eval --calibrate on DATASET")."""
     from indexing.files import write_json_atomic
+    from indexing.lock import StoreLock, StoreLockedError
     from indexing.manifest import MANIFEST, read_manifest
 
     store_dir = Path(store_dir)
     manifest = read_manifest(store_dir)
-    with open(store_dir / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise StoreError(f"another process is writing {store_dir}; wait for it to finish") from exc
+    lock = StoreLock(store_dir)
+    try:
+        lock.acquire()
+    except StoreLockedError as exc:  # its hint names `rag index --wait`, which this caller does not have
+        raise StoreLockedError(f"{str(exc).rsplit('; ', 1)[0]}; run this again when it has finished") from exc
+    try:
         manifest = read_manifest(store_dir)  # re-read under the lock
         manifest["fusion"] = {"dense_weight": settings.dense_weight, "adaptive": settings.adaptive, "source": source,
                               **({"measured": measured} if measured else {})}
         write_json_atomic(store_dir / MANIFEST, manifest)
+    finally:
+        lock.release()
     return manifest["fusion"]

@@ -45,7 +45,8 @@ def read_log(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on loopback (bound, then released)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -86,7 +87,7 @@ def outbound_attempts(root: Path, work: Path, backend: str = "openvino") -> list
             raise RuntimeError(f"rag {args[0]} exited {done.returncode}: {done.stderr[-2000:]}")
 
     run("index", str(docs), "--store", str(store), "--embed-backend", backend)
-    port = _free_port()
+    port = free_port()
     chat = subprocess.Popen([*rag, "chat", "--store", str(store), "--port", str(port)], env=env, cwd=work,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -183,7 +184,7 @@ def beacon_requests(work: Path, browser: Any = None) -> int:
         (docs / "pangolins.md").write_text(BEACON_DOC.format(port=beacon.port), encoding="utf-8")
         store = work / "beacon-store"
         index_paths([docs], store, chunk_tokens=128, overlap=8)
-        port = _free_port()
+        port = free_port()
         app = launch(build_app(str(store), llm="extractive"), "127.0.0.1", port, block=False)
         page = browser.new_page()
         seen: list[str] = []  # every URL the page asked for that points at the beacon

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.fusion_study import query_weight
 from indexing.build import index_paths
+from indexing.lock import StoreLock, StoreLockedError
 from indexing.errors import ConfigError, StoreError
 from indexing.manifest import MANIFEST
 from rag.cli import main
-from rag.fusion import FusionSettings, fuse, minmax, query_weight, save_fusion
+from rag.fusion import FusionSettings, fuse, minmax, save_fusion
 from rag.retrieve import Retriever
 
 
@@ -87,6 +89,17 @@ def test_fuse_ranks_the_doc_both_legs_like_first() -> None:
     assert minmax(np.array([2.0, 2.0])).tolist() == [0.0, 0.0]
     with pytest.raises(ConfigError):
         FusionSettings(1.5)
+
+
+def test_saved_fusion_waits_for_the_writers_lock(store: Path) -> None:
+    """save_fusion once took an flock, which does not exclude a writer's POSIX lock (lockf), and
+    closing its descriptor of .lock dropped the lock of a writer in the same process."""
+    before = (store / MANIFEST).read_bytes()
+    with StoreLock(store) as lock:
+        with pytest.raises(StoreLockedError, match=r"is writing .*; run this again when it has finished"):
+            save_fusion(store, FusionSettings(0.8, adaptive=False), "test")
+        assert lock.held
+    assert (store / MANIFEST).read_bytes() == before
 
 
 def test_saved_fusion_is_read_back_and_survives_an_incremental_index(store: Path, docs_folder: Path, fake_embedder) -> None:

@@ -15,6 +15,7 @@ from indexing.load import SUPPORTED_SUFFIXES
 from indexing.manifest import MANIFEST
 from rag.answer import make_answerer
 from rag.chat import Answer, RagChat
+from rag.fusion import DEFAULT_MODE, MODES
 from rag.prompt import Turn
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE, Retriever
 from ui.safety import UploadLimit, answer_markdown, markdown_literal, plain_text, unique_upload_path
@@ -129,7 +130,7 @@ def build_app(
     k: int = DEFAULT_K,
     oversample: int = DEFAULT_OVERSAMPLE,
     concurrency: int = 8,
-    mode: str = "hybrid",
+    mode: str = DEFAULT_MODE,
 ):  # type: ignore[no-untyped-def]
     """The Gradio Blocks app. ``allow_upload=False`` gives a read-only deployment."""
     import gradio as gr
@@ -179,7 +180,7 @@ def build_app(
                 picked = gr.Dropdown(choices=labelled, value=choices[0], label="Store", elem_id="store")
                 k_slider = gr.Slider(1, 20, value=k, step=1, label="k (chunks)")
                 os_slider = gr.Slider(1, 32, value=oversample, step=1, label="oversample (rerank candidates = k × this)")
-                mode_radio = gr.Radio(["hybrid", "dense", "keyword"], value=mode, label="Search mode", elem_id="mode")
+                mode_radio = gr.Radio(list(MODES), value=mode, label="Search mode", elem_id="mode")
                 if allow_upload:
                     files = gr.File(file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), label="Add documents")
                     add = gr.Button("Add to store", elem_id="add")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.resources
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.privacy_checks import CHROMIUM, CHROMIUM_ARGS
+from tests.privacy_checks import CHROMIUM, CHROMIUM_ARGS, free_port
 
 DOCS = {
     "animals.md": "# Animals\n\nZebras have black and white stripes that confuse biting flies. "
@@ -25,12 +24,6 @@ DOCS = {
     "music.html": "<html><head><title>Instruments</title></head><body><p>The saxophone was invented by "
     "Adolphe Sax in the 1840s.</p><p>A cello has four strings tuned in fifths.</p></body></html>",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 90.0) -> None:

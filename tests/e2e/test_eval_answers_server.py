@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rag.cli import main
+from tests.e2e.conftest import free_port, wait_http
 
-CHROMIUM = "/usr/bin/chromium"
 DOCS = {
     "zebra": "Zebras have black and white stripes. The stripes confuse biting flies.",
     "sax": "The saxophone was invented by Adolphe Sax in Belgium. He patented it in 1846.",
@@ -49,19 +46,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"{q}\t{d}\t1\n" for q, (_, d, _) in QUESTIONS.items()))
     (folder / "answers.jsonl").write_text("".join(json.dumps({"_id": q, "answers": [a]}) + "\n" for q, (_, _, a) in QUESTIONS.items()))
     return folder
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    if not shutil.which(CHROMIUM):  # test set-up: Debian's Chromium (Playwright's own download fails offline)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        yield b
-        b.close()
 
 
 def test_extractive_and_smollm2_side_by_side_with_a_report(dataset: Path, llm_server: str, tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
@@ -97,23 +81,6 @@ def test_extractive_and_smollm2_side_by_side_with_a_report(dataset: Path, llm_se
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     page.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gradio_client import Client
 
-from ui.safety import plain_text
+from ui.safety import markdown_literal
 
 
 def test_mode_switch_reaches_the_search(app_url: str, small_store: Path) -> None:
@@ -17,4 +17,6 @@ def test_mode_switch_reaches_the_search(app_url: str, small_store: Path) -> None
         final = job.outputs()[-1][0]
         sources = final[-1]
         assert sources["metadata"]["title"].endswith(f"{mode} search)"), sources["metadata"]["title"]
-        assert "animals.md" in plain_text(" ".join(p.get("text", "") for p in sources["content"]))  # shown escaped
+        content = sources["content"]
+        text = content if isinstance(content, str) else " ".join(part.get("text", "") for part in content)
+        assert markdown_literal("animals.md") in text  # the sources block escapes file names for Markdown
