@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.fusion_study import query_weight
 from indexing.build import index_paths
 from indexing.lock import StoreLock, StoreLockedError
 from indexing.errors import ConfigError, StoreError
 from indexing.manifest import MANIFEST
 from rag.cli import main
-from rag.fusion import FusionSettings, fuse, minmax, save_fusion
+from rag.fusion import FULL_COVERAGE, POWER, FusionSettings, coverage_weight, fuse, keyword_coverage, minmax, save_fusion
 from rag.retrieve import Retriever
 
 
@@ -71,14 +70,20 @@ def test_old_store_without_keyword_index(store: Path, fake_embedder) -> None:
         r.search("zebras", k=2, mode="keyword")
 
 
-def test_query_weight_follows_dense_support() -> None:
-    nd = np.array([1.0, 0.8, 0.1, 0.0], np.float32)
-    assert query_weight(nd, np.zeros(4, np.float32), 0.5) == 1.0  # no keyword evidence: dense only
-    agree = np.array([1.0, 0.9, 0.0, 0.0], np.float32)  # keyword's top = dense's top
-    oppose = np.array([0.0, 0.0, 0.9, 1.0], np.float32)  # keyword's top = dense's bottom
-    assert query_weight(nd, agree, 0.5, top=2) == pytest.approx(1 - 0.5 * 0.9)
-    assert query_weight(nd, oppose, 0.5, top=2) == pytest.approx(1 - 0.5 * 0.05)
-    assert query_weight(nd, agree, 0.5, top=2) < query_weight(nd, oppose, 0.5, top=2)
+def test_weight_moves_to_dense_when_the_keyword_evidence_is_weak() -> None:
+    """The product's per-query rule (rag.fusion.coverage_weight / keyword_coverage), by hand."""
+    w0 = 0.3
+    assert coverage_weight(1.0, w0) == pytest.approx(w0)  # strong evidence: the prior
+    assert coverage_weight(0.0, w0) == 1.0  # no evidence: dense alone
+    half = coverage_weight(FULL_COVERAGE / 2, w0)
+    assert half == pytest.approx(1 - (1 - w0) * 0.5**POWER) and w0 < half < 1.0
+    assert keyword_coverage(["zebra", "stripe"], ["Zebras have stripes", "stripes only"]) == 1.0
+    assert keyword_coverage(["zebra", "stripe"], ["stripes only"]) == 0.5
+    assert keyword_coverage([], ["anything"]) == 0.0
+    dense, keyword = np.array([0.9, 0.1], np.float32), np.array([0.0, 5.0], np.float32)
+    _, w_weak = fuse(dense, keyword, FusionSettings(w0), coverage=0.0)
+    _, w_strong = fuse(dense, keyword, FusionSettings(w0), coverage=1.0)
+    assert w_weak == 1.0 and w_strong == pytest.approx(w0)
 
 
 def test_fuse_ranks_the_doc_both_legs_like_first() -> None:
