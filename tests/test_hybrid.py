@@ -68,6 +68,19 @@ def test_old_store_without_keyword_index(store: Path, fake_embedder) -> None:
     assert [h.row for h in r.search("zebras", k=2)] == [h.row for h in r.search("zebras", k=2, mode="dense")]
     with pytest.raises(StoreError, match="--refit"):
         r.search("zebras", k=2, mode="keyword")
+    r.store.close()
+
+
+def test_old_store_gets_its_keyword_index_at_the_next_index_run(store: Path, docs_folder: Path, fake_embedder) -> None:
+    manifest = json.loads((store / MANIFEST).read_text())
+    del manifest["keyword"]
+    (store / MANIFEST).write_text(json.dumps(manifest))
+    (docs_folder / "otter.txt").write_text("Sea otters crack urchins on their bellies with stones.", encoding="utf-8")
+    index_paths([docs_folder], store, embedder=fake_embedder)  # incremental: the old documents are kept
+    r = Retriever.open(store, embedder=fake_embedder)
+    assert r.resolve_mode("hybrid") == "hybrid"
+    assert r.search("zebras", k=1, mode="keyword")[0].source.endswith("zebra.txt")  # a kept document
+    assert r.search("urchins", k=1, mode="keyword")[0].source.endswith("otter.txt")  # the new one
 
 
 def test_weight_moves_to_dense_when_the_keyword_evidence_is_weak() -> None:
