@@ -15,6 +15,7 @@ from rag.answer_metrics import (
     contains_reference, exact_match, is_declined, percentile, strip_citations, summarize, token_f1, verdict,
 )
 from rag.cli import main
+from tests.answer_sets import write_answer_set
 from rag.eval_answers import answer_quality, make_answerers, parse_llms
 from rag.evaluate import load_beir
 from rag.retrieve import Hit
@@ -34,15 +35,7 @@ QUESTIONS = {  # id -> (question, relevant doc, reference answer)
 
 
 def write_beir(folder: Path) -> Path:
-    (folder / "qrels").mkdir(parents=True)
-    docs = [{"_id": d, "title": d, "text": t} for d, t in DOCS.items()]
-    docs += [{"_id": f"filler{i}", "title": "", "text": f"Notes {i} on maps and trips."} for i in range(6)]
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _, _) in QUESTIONS.items()))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
-        f"{q}\t{d}\t1\n" for q, (_, d, _) in QUESTIONS.items()))
-    (folder / "answers.jsonl").write_text("".join(json.dumps({"_id": q, "answers": [a]}) + "\n" for q, (_, _, a) in QUESTIONS.items()))
-    return folder
+    return write_answer_set(folder, DOCS, QUESTIONS, [f"Notes {i} on maps and trips." for i in range(6)])
 
 
 # -- metrics, by hand -------------------------------------------------------------------------------------

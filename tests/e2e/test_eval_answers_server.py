@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rag.cli import main
+from tests.answer_sets import write_answer_set
 from tests.e2e.conftest import free_port, wait_http
 
 DOCS = {
@@ -37,15 +38,7 @@ QUESTIONS = {  # id -> (question, relevant doc, reference answer)
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A BEIR folder with answers.jsonl: five questions, each with one relevant document."""
     folder = tmp_path_factory.mktemp("beir") / "tiny"
-    (folder / "qrels").mkdir(parents=True)
-    docs = [{"_id": d, "title": d, "text": t} for d, t in DOCS.items()]
-    docs += [{"_id": f"filler{i}", "title": "", "text": f"Notes {i} on maps, trains and trips."} for i in range(5)]
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _, _) in QUESTIONS.items()))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
-        f"{q}\t{d}\t1\n" for q, (_, d, _) in QUESTIONS.items()))
-    (folder / "answers.jsonl").write_text("".join(json.dumps({"_id": q, "answers": [a]}) + "\n" for q, (_, _, a) in QUESTIONS.items()))
-    return folder
+    return write_answer_set(folder, DOCS, QUESTIONS, [f"Notes {i} on maps, trains and trips." for i in range(5)])
 
 
 def test_extractive_and_smollm2_side_by_side_with_a_report(dataset: Path, llm_server: str, tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
