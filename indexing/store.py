@@ -23,6 +23,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -191,37 +192,34 @@ class Store:
         if not rows:
             return []
         marks = ",".join("?" * len(rows))
-        try:
-            cur = self._db.execute(
-                f'SELECT doc_path, source, title, page, start, "end", text, extra, row FROM chunks WHERE row IN ({marks})',
-                [int(r) for r in rows],
-            )
-            found = {r[-1]: ChunkRow(*r) for r in cur}
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
+        found = {r[-1]: ChunkRow(*r) for r in self.read(
+            f'SELECT doc_path, source, title, page, start, "end", text, extra, row FROM chunks WHERE row IN ({marks})',
+            [int(r) for r in rows],
+        )}
         missing = [r for r in rows if r not in found]
         if missing:
             raise StoreError(f"{self._file(DB_FILE)} has no chunk rows {missing[:5]}: damaged")
         return [found[int(r)] for r in rows]
 
-    def documents(self) -> dict[str, tuple[str, int, str]]:
-        """Indexed documents: path -> (sha256, number of chunks, source shown in citations)."""
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only SQL statement on the chunk database, through the hardened
+        connection (time limit, schema checked); an unreadable database is a StoreError."""
         try:
-            return {p: (h, n, src) for p, h, n, src in self._db.execute("SELECT path, sha256, chunks, source FROM documents")}
+            return self._db.execute(sql, list(params)).fetchall()
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
+
+    def documents(self) -> dict[str, tuple[str, int, str]]:
+        """Indexed documents: path -> (sha256, number of chunks, source shown in citations)."""
+        return {p: (h, n, src) for p, h, n, src in self.read("SELECT path, sha256, chunks, source FROM documents")}
 
     def document_rows(self, doc_paths: set[str]) -> list[tuple[str, str, str, str, int]]:
         """Rows (path, source, title, sha256, chunks) of the given documents."""
-        try:
-            rows = list(self._db.execute("SELECT path, source, title, sha256, chunks FROM documents"))
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
-        return [r for r in rows if r[0] in doc_paths]
+        return [r for r in self.read("SELECT path, source, title, sha256, chunks FROM documents") if r[0] in doc_paths]
 
     def rows_of(self, doc_paths: set[str]) -> np.ndarray:
         """Rows of every chunk of the given documents, ascending: (m,) int64."""
-        try:
+        try:  # streamed, not read(): a store may hold millions of chunks and few of them are asked for
             rows = [r for (r, p) in self._db.execute("SELECT row, doc_path FROM chunks ORDER BY row") if p in doc_paths]
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc

@@ -5,22 +5,22 @@ its id as its document path (one chunk per document). A chunk indexed from a fil
 ``rag index`` (``extra`` empty) has its provenance as metadata, ``{source, title, page, start,
 end}``, as LangChain loaders give theirs, and the id ``path#page:start``.
 
-The read-only SQLite connection here is this module's own, opened on the store generation that
-the caller's ``Store`` has open, so it never sees another generation's rows.
+Queries go through the caller's ``Store`` (``Store.read``: its read-only, time-limited,
+schema-checked connection to the generation it has open), so they never see another
+generation's rows.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 from langchain_core.documents import Document
 
-from indexing.errors import ConfigError, StoreError
-from indexing.store import DB_FILE, ChunkRow, Store
+from indexing.errors import ConfigError
+from indexing.store import ChunkRow, Store
 
 PROVENANCE = ("source", "title", "page", "start", "end")  # metadata of a chunk indexed from a file
 COLUMNS = 'doc_path, source, title, page, start, "end", text, extra, row'  # ChunkRow's fields, in order
@@ -57,19 +57,11 @@ def to_document(c: StoredChunk) -> Document:
 
 
 class ChunkTable:
-    """SQL look-ups on the chunk table of one open store generation."""
+    """SQL look-ups on the chunk table of one open store generation, through the store's own
+    read-only connection (``Store.read``), so they never see another generation's rows."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        file = store.gen_dir / DB_FILE
-        self.db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-        self._query("SELECT count(*) FROM chunks")  # reads the file now: it stays readable once a newer generation replaces it
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self.db.execute(sql, list(params)).fetchall()
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{self.store.gen_dir / DB_FILE} cannot be read: {exc}; rebuild the store") from exc
 
     def by_ids(self, ids: Sequence[str], batch: int = 400) -> list[Document]:
         """Documents with these ids, in the order asked; ids not stored are left out."""
@@ -77,7 +69,7 @@ class ChunkTable:
         found: dict[str, Document] = {}
         for b in range(0, len(paths), batch):
             part = paths[b : b + batch]
-            rows = self._query(f"SELECT {COLUMNS} FROM chunks WHERE doc_path IN ({','.join('?' * len(part))})", part)
+            rows = self.store.read(f"SELECT {COLUMNS} FROM chunks WHERE doc_path IN ({','.join('?' * len(part))})", part)
             for r in rows:
                 doc = to_document(ChunkRow(*r))
                 found[doc.id] = doc  # type: ignore[index]
@@ -108,21 +100,18 @@ class ChunkTable:
                 column_test, column_params = (f"{column} = ?", [value]) if column else ("0", [])
             where.append(f"(CASE WHEN COALESCE(extra, '') != '' THEN {json_test} ELSE {column_test} END)")
             params += json_params + column_params
-        rows = self._query(f"SELECT row FROM chunks WHERE {' AND '.join(where)} ORDER BY row", params)
+        rows = self.store.read(f"SELECT row FROM chunks WHERE {' AND '.join(where)} ORDER BY row", params)
         return np.asarray([r for (r,) in rows], np.int64)
 
     def _all_documents(self, batch: int = 10_000) -> Iterator[tuple[int, Document]]:
         last = -1
         while True:
-            rows = self._query(f"SELECT {COLUMNS} FROM chunks WHERE row > ? ORDER BY row LIMIT ?", [last, batch])
+            rows = self.store.read(f"SELECT {COLUMNS} FROM chunks WHERE row > ? ORDER BY row LIMIT ?", [last, batch])
             if not rows:
                 return
             for r in rows:
                 yield r[-1], to_document(ChunkRow(*r))
             last = rows[-1][-1]
-
-    def close(self) -> None:
-        self.db.close()
 
 
 def top_rows(store: Store, xq: np.ndarray, k: int, rows: np.ndarray, block: int = 16_384) -> list[tuple[int, float]]:
