@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexing.chunk import Chunk, ChunkSettings, chunk_document
 from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder
@@ -17,6 +17,9 @@ from indexing.lock import StoreLock
 from indexing.manifest import MANIFEST
 from indexing.store import Store
 from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
+
+if TYPE_CHECKING:
+    from indexing.ray_cluster import RayOptions
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EMBED_BATCH = 256  # chunks embedded per model call
@@ -59,6 +62,7 @@ def index_paths(
     progress: Progress | None = None,
     wait: float = 0.0,
     on_wait: Callable[[str], None] | None = None,
+    ray: RayOptions | None = None,
 ) -> IndexReport:
     """Index files and folders into ``store``; only new or changed files are embedded.
 
@@ -68,19 +72,23 @@ def index_paths(
     ``embed_backend`` (auto, torch, openvino) runs a sentence-transformers model's document
     embedding (see indexing.embed). The store's lock is taken before the current generation is
     read: while another writer holds it, wait up to ``wait`` seconds (``on_wait(message)`` is
-    told once), then raise ``StoreLockedError`` with nothing changed.
+    told once), then raise ``StoreLockedError`` with nothing changed. ``ray`` loads, chunks and
+    embeds on a Ray cluster (indexing.ray_index); the store is written here as without it.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     store = Path(store)
+    if ray is not None:
+        ray.check()  # Ray missing or a cluster unreachable: fail before any work
     with StoreLock(store, wait, on_wait) as lock:
         return _index_locked(paths, store, lock, model, pca_dims, pca_variance, dtype, full_dtype, ann,
-                             chunk_tokens, overlap, refit, prune, embed_backend, embedder, progress)
+                             chunk_tokens, overlap, refit, prune, embed_backend, embedder, progress, ray)
 
 
 def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's lock
     paths: list[str | Path], store: Path, lock: StoreLock, model: str | None, pca_dims: int | None,
     pca_variance: float | None, dtype: str | None, full_dtype: str | None, ann: str, chunk_tokens: int | None,
     overlap: int | None, refit: bool, prune: bool, embed_backend: str, embedder: Embedder | None, progress: Progress | None,
+    ray: RayOptions | None = None,
 ) -> IndexReport:
     defaults = ChunkSettings()
     chunker = ChunkSettings(defaults.chunk_tokens if chunk_tokens is None else chunk_tokens,
@@ -137,10 +145,16 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
     embedder = embedder or load_embedder(model, backend=embed_backend)
     with GenerationWriter(store, model, embedder.dim, chunker, compression, base, lock=lock) as writer:
         writer.keep(keep)
-        for doc, chunks, vectors in _embed_documents(fresh, chunker, embedder, report, progress):
+        if ray is not None:
+            from indexing.ray_index import embed_documents_ray
+
+            stream = embed_documents_ray(fresh, chunker, embedder, report, progress, ray)
+        else:
+            stream = _embed_documents(fresh, chunker, embedder, report, progress)
+        for doc, chunks, vectors in stream:
             writer.add(DocumentRecord(doc.path, doc.source, doc.title, doc.sha256), chunks, vectors)
             (report.updated if doc.path in known else report.added).append(doc.source)
-        report.embed_backend = getattr(embedder, "last_backend", type(embedder).__name__)
+        report.embed_backend = report.embed_backend or getattr(embedder, "last_backend", type(embedder).__name__)
         if base is not None and not report.changed:  # every fresh file was skipped: keep the store as is
             writer.abort()
             report.chunks, report.manifest = base.n, base.manifest

@@ -29,3 +29,7 @@ class EmbeddingError(RagError):
 
 class GenerationError(RagError):
     """The answer model could not be reached or failed."""
+
+
+class ClusterError(RagError):
+    """Ray is not installed, a local Ray cannot start, or a Ray cluster cannot be reached or failed."""

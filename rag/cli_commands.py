@@ -8,6 +8,7 @@ from typing import Any
 
 from indexing.embed import BACKENDS
 from rag.cli import EXIT_SKIPPED, TqdmProgress, clean, positive_int, print_json
+from rag.cli_ray import add_ray_flags, ray_options
 from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
@@ -32,6 +33,7 @@ def add_commands(sub: Any) -> None:
                    help="wait this long for another writer of the store to finish (default 0: fail at once, nothing changed)")
     p.add_argument("--embed-backend", choices=list(BACKENDS), default="auto",
                    help="document embedding: openvino (bf16 where the CPU has it, ~2x torch), torch, or auto (openvino from 256 chunks)")
+    add_ray_flags(p, workers=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index)
 
@@ -67,7 +69,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             args.paths, args.store, model=args.model, pca_dims=args.pca_dims, pca_variance=args.pca_variance,
             dtype=args.dtype, full_dtype=args.full_dtype, ann=args.ann, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
             refit=args.refit, prune=args.prune, embed_backend=args.embed_backend, progress=progress,
-            wait=args.wait, on_wait=lambda message: print(message, file=sys.stderr, flush=True),
+            wait=args.wait, on_wait=lambda message: print(message, file=sys.stderr, flush=True), ray=ray_options(args),
         )
     finally:
         progress.close()

@@ -1,0 +1,35 @@
+"""``rag index --ray`` (a local Ray: driver, Ray's Python workers and the embedding actor) under the
+socket guard of tests/netguard: no attempt to reach a non-loopback address. Ray's C++ daemons
+(GCS, raylet) are outside a Python guard; they are bound to 127.0.0.1 by ``ray_session``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.privacy_checks import DOCS, guarded_env, read_log
+
+pytest.importorskip("ray", reason="ray[data] is in the test extras")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_rag_index_on_a_local_ray_makes_no_outbound_connection(tmp_path: Path) -> None:
+    docs, store, log, home = tmp_path / "docs", tmp_path / "store", tmp_path / "net.log", tmp_path / "home"
+    docs.mkdir()
+    home.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    env = guarded_env(ROOT, log, home)
+    for var in [k for k in env if k.startswith("RAY_")]:  # what the product sets, not the caller
+        del env[var]
+    done = subprocess.run([sys.executable, "-m", "rag.cli", "index", str(docs), "--store", str(store), "--ray",
+                           "--workers", "1", "--embed-backend", "torch"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "added=2" in done.stdout and "embedded_with=ray:torch" in done.stdout
+    assert "Traceback" not in done.stderr
+    attempts = read_log(log)
+    assert attempts == [], f"{len(attempts)} outbound attempts, first: {attempts[:3]}"
