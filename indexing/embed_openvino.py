@@ -22,6 +22,7 @@ from indexing.errors import EmbeddingError
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PROBE = ["a probe sentence", "another, slightly longer probe sentence about retrieval", ""]
 PROBE_MIN_COSINE = 0.999
+INFERENCE_THREADS = 0  # 0: OpenVINO uses every core; a Ray embedding actor sets its share (indexing.ray_index)
 _CONVERT_LOCK = threading.Lock()  # tracing touches process-wide logging/warning state
 
 
@@ -102,7 +103,10 @@ def _compile(model: Any, precision: str) -> tuple[Any, list[str]]:
             )
     finally:
         hf_logging.set_verbosity(verbosity)
-    return ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": precision}), inputs
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+    if INFERENCE_THREADS:
+        config["INFERENCE_NUM_THREADS"] = INFERENCE_THREADS
+    return ov.Core().compile_model(ov_model, "CPU", config), inputs
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

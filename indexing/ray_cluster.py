@@ -25,6 +25,7 @@ RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",  # Ray's usage-stats reporting (a POST to ray.io) off
     "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
     "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+    "RAY_worker_niceness": "0",  # a local Ray's workers at the driver's priority (Ray's default: nice 15)
 }
 CONNECT_TIMEOUT = 5.0  # seconds for the reachability check of a cluster address
 NAMESPACE = "compressed-rag"
@@ -117,7 +118,8 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         if options.address == LOCAL:
             _keep_on_loopback(ray)
             with _daemons_offline() as user_env:
-                ray.init(num_cpus=os.cpu_count() or 1, _node_ip_address="127.0.0.1", include_dashboard=False,
+                ray.init(address="local",  # always a new private Ray, never one RAY_ADDRESS or `ray start` left
+                         num_cpus=os.cpu_count() or 1, _node_ip_address="127.0.0.1", include_dashboard=False,
                          runtime_env={"env_vars": user_env}, **kwargs)
         else:
             ray.init(address=options.address, **kwargs)

@@ -23,7 +23,7 @@ import numpy as np
 
 from indexing.chunk import Chunk, ChunkSettings, chunk_document
 from indexing.embed import Embedder, SentenceTransformerEmbedder
-from indexing.errors import ClusterError, ConfigError, LoadError
+from indexing.errors import ClusterError, ConfigError, EmbeddingError, LoadError
 from indexing.load import Document, SourceFile, Skipped, load_file
 from indexing.ray_cluster import RayOptions, cluster_cpus, cluster_gpus, import_ray, ray_session
 
@@ -83,7 +83,16 @@ def _same(embedder: Embedder, device: str = "cpu") -> Embedder:  # noqa: ARG001 
 
 
 def _sentence_transformer(model: str, backend: str, device: str = "cpu") -> Embedder:
-    return SentenceTransformerEmbedder(model, backend=backend if device == "cpu" else "torch", device=device)
+    """An actor embeds the whole run with one model, so ``auto`` converts to OpenVINO at once (the
+    conversion is paid once per actor, and no short batch falls back to torch); torch if it cannot."""
+    if device != "cpu":
+        return SentenceTransformerEmbedder(model, backend="torch", device=device)
+    if backend == "auto":
+        try:
+            return SentenceTransformerEmbedder(model, backend="openvino")
+        except EmbeddingError:
+            backend = "torch"
+    return SentenceTransformerEmbedder(model, backend=backend)
 
 
 def _pipeline(ray: Any, fresh: list[tuple[SourceFile, str]], chunker: ChunkSettings,
@@ -106,7 +115,7 @@ def _pipeline(ray: Any, fresh: list[tuple[SourceFile, str]], chunker: ChunkSetti
         return ds.map_batches(
             _EmbedActor, batch_size=EMBED_BATCH, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),
-            fn_constructor_kwargs={"factory": factory, "threads": max(1, int(actor_cpus)), "dim": dim,
+            fn_constructor_kwargs={"factory": factory, "threads": max(1, round(actor_cpus)), "dim": dim,
                                    "device": "cuda" if gpus else "cpu"},
             num_cpus=actor_cpus, num_gpus=gpus, max_restarts=RETRIES, max_task_retries=RETRIES,
         )
@@ -145,6 +154,9 @@ class _EmbedActor:
     """Holds one embedding model for its whole life (Ray Data's actor pool creates ``workers`` of these)."""
 
     def __init__(self, factory: Callable[..., Embedder], threads: int, dim: int, device: str) -> None:
+        from indexing import embed_openvino
+
+        embed_openvino.INFERENCE_THREADS = threads  # this actor's share of the node's cores
         self.embedder = factory(device=device) if device != "cpu" else factory()
         if "torch" in sys.modules:  # this actor's share of the node's cores
             sys.modules["torch"].set_num_threads(threads)

@@ -141,3 +141,51 @@ def test_unreachable_cluster_is_one_line_and_exit_1(tmp_path, capsys):
     assert "expected host:port" in capsys.readouterr().err
     assert main(["index", str(docs), "--store", str(tmp_path / "s"), "--workers", "2"]) == 1
     assert "--workers applies to Ray runs" in capsys.readouterr().err
+
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc's parent links)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p and c not in found]
+        found.update(kids)
+        todo += kids
+    return found
+
+
+def listening_addresses(pids: set[int]) -> list[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) of TCP sockets in LISTEN state owned by ``pids``."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                found.append(cols[1].rsplit(":", 1)[0])
+    return found
+
+
+def test_the_local_ray_listens_on_loopback_only(local_ray):
+    """Ray maps 127.0.0.1 to the machine's LAN address unless told otherwise (indexing.ray_cluster)."""
+    assert local_ray.util.get_node_ip_address() == "127.0.0.1"
+    assert local_ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+    addresses = listening_addresses(descendants(os.getpid()))  # GCS, raylet, agents, workers
+    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::1, ::ffff:127.0.0.1
+    assert len(addresses) >= 3 and set(addresses) <= loopback, addresses
