@@ -6,20 +6,18 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from indexing.chunk import Chunk, ChunkSettings, chunk_document
 from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder
 from indexing.errors import ConfigError, LoadError, StoreError
 from indexing.files import sha256_file
+from indexing.ray_cluster import RayOptions  # no Ray import: that happens only when a run uses it
 from indexing.load import Document, SourceFile, Skipped, discover, load_file
 from indexing.lock import StoreLock
 from indexing.manifest import MANIFEST
 from indexing.store import Store
 from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
-
-if TYPE_CHECKING:
-    from indexing.ray_cluster import RayOptions
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EMBED_BATCH = 256  # chunks embedded per model call
@@ -145,13 +143,7 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
     embedder = embedder or load_embedder(model, backend=embed_backend)
     with GenerationWriter(store, model, embedder.dim, chunker, compression, base, lock=lock) as writer:
         writer.keep(keep)
-        if ray is not None:
-            from indexing.ray_index import embed_documents_ray
-
-            stream = embed_documents_ray(fresh, chunker, embedder, report, progress, ray)
-        else:
-            stream = _embed_documents(fresh, chunker, embedder, report, progress)
-        for doc, chunks, vectors in stream:
+        for doc, chunks, vectors in _documents(fresh, chunker, embedder, report, progress, ray):
             writer.add(DocumentRecord(doc.path, doc.source, doc.title, doc.sha256), chunks, vectors)
             (report.updated if doc.path in known else report.added).append(doc.source)
         report.embed_backend = report.embed_backend or getattr(embedder, "last_backend", type(embedder).__name__)
@@ -224,6 +216,18 @@ def _check_same_settings(
     for name, want in asked:
         if want is not None and want != comp[name]:
             raise ConfigError(f"store {base.path} uses {name}={comp[name]}; you asked for {want}. Pass --refit to rebuild it")
+
+
+def _documents(
+    fresh: list[tuple[SourceFile, str]], chunker: ChunkSettings, embedder: Embedder, report: IndexReport,
+    progress: Progress | None, ray: RayOptions | None,
+):  # type: ignore[no-untyped-def]
+    """(document, chunks, vectors) for the fresh files: in this process, or on Ray (indexing.ray_index)."""
+    if ray is None:
+        return _embed_documents(fresh, chunker, embedder, report, progress)
+    from indexing.ray_index import embed_documents_ray
+
+    return embed_documents_ray(fresh, chunker, embedder, report, progress, ray)
 
 
 def _embed_documents(

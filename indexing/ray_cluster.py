@@ -92,7 +92,8 @@ def check_reachable(address: str) -> None:
     hostport = address.removeprefix("ray://")
     host, sep, port = hostport.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ConfigError(f"--ray {address!r}: expected host:port (e.g. 10.0.0.5:6379), ray://host:10001, auto, or --ray alone")
+        raise ConfigError(f"--ray {address!r}: expected host:port (e.g. 10.0.0.5:6379), ray://host:10001, auto, or "
+                          "local (a local Ray; --ray alone works too when it comes after the PATHs)")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT):
             pass

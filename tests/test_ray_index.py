@@ -113,7 +113,8 @@ def test_a_killed_embedding_actor_is_restarted_and_the_store_is_the_same(local_r
     assert_same_store(tmp_path / "one", tmp_path / "ray")
 
 
-def test_a_run_whose_actors_keep_dying_fails_and_leaves_the_store_unchanged(local_ray, tmp_path):
+def test_a_run_whose_actors_keep_dying_fails_and_leaves_the_store_unchanged(local_ray, tmp_path, monkeypatch):
+    monkeypatch.setattr("indexing.ray_index.RETRIES", 1)  # the same path as 3 retries, faster
     docs = write_corpus(tmp_path / "docs", files=12)
     store = tmp_path / "store"
     index_paths([docs], store, embedder=FakeEmbedder(), **SETTINGS)
