@@ -13,7 +13,7 @@ from indexing.errors import ConfigError, LoadError, StoreError
 from indexing.files import sha256_file
 from indexing.load import Document, SourceFile, Skipped, discover, load_file
 from indexing.lock import StoreLock
-from indexing.manifest import MANIFEST, Manifest
+from indexing.manifest import MANIFEST, Manifest, is_store
 from indexing.store import Store
 from indexing.writer import CompressionSettings, DocumentRecord, StoreWriter
 
@@ -153,7 +153,7 @@ def _carry_over(store: Path, files: list[SourceFile], report: IndexReport) -> li
     """``--refit`` rebuilds the whole store, not only what ``paths`` hold: the old store's documents
     whose files still exist (other folders, chat uploads) are read again under the same citation
     name; the others (files gone, texts added through LangChain) are reported removed."""
-    if not (store / MANIFEST).exists():
+    if not is_store(store):
         return []
     try:
         with Store.open(store, verify=False) as old:
@@ -193,7 +193,7 @@ def _gone(path: str) -> bool:
 
 
 def _open_base(store: Path, model: str | None, embedder: Embedder | None, refit: bool) -> Store | None:
-    if refit or not (store / MANIFEST).exists():
+    if refit or not is_store(store):
         return None
     want = embedder.model_id if embedder else model
     # sizes checked, checksums not (the writer reads only the documents tables and the basis;

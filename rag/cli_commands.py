@@ -7,7 +7,9 @@ import sys
 from typing import Any
 
 from indexing.embed import BACKENDS
-from rag.cli import EXIT_SKIPPED, TqdmProgress, clean, positive_int, print_json
+from rag.cli_chat import add_chat_commands
+from rag.cli_eval import add_eval_commands
+from rag.cli_util import EXIT_SKIPPED, TqdmProgress, clean, note_caps, positive_int, print_json
 from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
@@ -57,10 +59,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compact)
 
-    from rag.cli_chat import add_chat_commands
-
     add_chat_commands(sub)
-    from rag.cli_eval import add_eval_commands
     add_eval_commands(sub)
 
 
@@ -105,16 +104,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         where = f"{h.source}" + (f" p.{h.page}" if h.page else "") + f" [{h.start}:{h.end}]"
         print(clean(f"{h.rank:>2}. {h.score:.3f}  {where}\n    {' '.join(h.text.split())[:200]}"))
     return 0
-
-
-def note_caps(k: int, oversample: int, n: int) -> None:
-    """One line on stderr when -k or -k x --oversample asks for more chunks than the store holds
-    (the retriever caps both at the store size)."""
-    if k > n and k != DEFAULT_K:
-        print(f"note: -k {k} is more than the {n} chunks in the store; returning at most {n}", file=sys.stderr)
-    elif oversample != DEFAULT_OVERSAMPLE and k * oversample > n:
-        print(f"note: -k {k} x --oversample {oversample} is more than the {n} chunks in the store; "
-              f"reranking all {n}", file=sys.stderr)
 
 
 def store_info(store_dir: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from indexing.chunk import Chunk, ChunkSettings
 from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder, normalize
 from indexing.errors import ConfigError
 from indexing.generations import current_generation
-from indexing.manifest import MANIFEST, read_manifest
+from indexing.manifest import read_manifest
 from indexing.store import Store
 from indexing.writer import CompressionSettings, DocumentRecord, StoreWriter
 from rag.langchain_rows import ChunkTable, Filter, to_document, top_rows
@@ -105,7 +105,7 @@ class CompressedVectorStore(VectorStore):
         with self._lock:
             if self._embedder is None:
                 model = DEFAULT_MODEL
-                if (self.store_dir / MANIFEST).exists():
+                if Store.exists(self.store_dir):
                     model = read_manifest(self.store_dir).model
                 self._embedder = load_embedder(model)
             return self._embedder
@@ -119,7 +119,7 @@ class CompressedVectorStore(VectorStore):
         with self._lock:  # first use, or another writer (process or instance) committed since
             if self._opened is not None and self._opened[0].store.manifest.generation != current_generation(self.store_dir):
                 self._opened = None
-            if self._opened is None and (self.store_dir / MANIFEST).exists():
+            if self._opened is None and Store.exists(self.store_dir):
                 retriever = Retriever(Store.open(self.store_dir), self._get_embedder())
                 self._opened = (retriever, ChunkTable(retriever.store))
             return self._opened
