@@ -5,7 +5,8 @@ inside ``SegmentReader.top``, which over-fetches until it has ``c``), merges the
 keeps the global best ``c``: exactly the candidates one compacted segment would give, because
 all segments share the basis, so their first-stage scores are comparable. The rerank scores those
 ``c`` with the full vectors and keeps ``k``. ``segments`` restricts a search to some segments
-(a shard); ``merge_candidates`` then merges shards' candidates into the single-store result.
+(a shard): ``candidates`` gives a shard's first-stage candidates with their rerank scores, and
+``merge_candidates`` merges shards' into exactly the single-store result.
 """
 
 from __future__ import annotations
@@ -78,6 +79,30 @@ def exact(store: Store, xq: np.ndarray, k: int, block: int = 65_536) -> tuple[np
             D, I = top_by_score(np.concatenate([D, scores], axis=1),
                                 np.concatenate([I, np.broadcast_to(rows + store.offsets[s], scores.shape)], axis=1), k)
     return D, I
+
+
+def candidates(store: Store, xq: np.ndarray, c: int, segments: Sequence[int] | None = None) -> tuple[np.ndarray, ...]:
+    """A shard's part of a search: its first-stage top ``c`` D0, I (nq, c) global rows, and their
+    full-vector scores R (nq, c) (-inf where I is -1)."""
+    xq = np.ascontiguousarray(xq, np.float32)
+    D0, I = first_stage(store, store.pca.transform(xq), c, segments)
+    R = np.full(I.shape, -np.inf, np.float32)
+    valid = I >= 0
+    if valid.any():
+        full = store.decode_full(I[valid])  # (m, d)
+        R[valid] = np.einsum("md,md->m", full, np.repeat(xq, valid.sum(axis=1), axis=0))
+    return D0, I, R
+
+
+def merge_candidates(parts: Sequence[tuple[np.ndarray, ...]], k: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shards' ``candidates`` -> D, I (nq, k): the global first-stage top ``c``, reranked, the
+    same rows and scores one process searching every segment gives."""
+    D0 = np.concatenate([p[0] for p in parts], axis=1)
+    I = np.concatenate([p[1] for p in parts], axis=1)
+    R = np.concatenate([p[2] for p in parts], axis=1)
+    order = np.lexsort((np.where(I >= 0, I, np.iinfo(np.int64).max), -np.where(I >= 0, D0, -np.inf)), axis=1)[:, :c]
+    I_c, R_c = np.take_along_axis(I, order, 1), np.take_along_axis(R, order, 1)  # (nq, c) global first stage
+    return top_by_score(np.where(I_c >= 0, R_c, -np.inf), I_c, k)
 
 
 def search(store: Store, xq: np.ndarray, k: int, oversample: int = 16, exact_scan: bool = False, rerank_full: bool = True,

@@ -176,3 +176,20 @@ def test_a_format_1_store_opens_grows_and_migrates(tmp_path, fake_embedder):
     assert done.returncode == 0, done.stderr
     with Store.open(path) as migrated:
         assert migrated.n == 4 and len(migrated.segments) == 1 and migrated.manifest.segments[0].dir != "g000001"
+
+
+def test_shards_merge_to_the_single_store_search(tmp_path, no_auto_compaction):
+    """Segments split into shards (as Ray actors search them): merged candidates give exactly the
+    rows and scores of one search over every segment."""
+    from indexing.search import candidates, merge_candidates, search
+
+    rng = np.random.default_rng(11)
+    store = write(tmp_path / "s", None, {f"/d/a{j}.txt": vectors(rng, PER_DOC) for j in range(12)})
+    for step in range(3):
+        store = write(tmp_path / "s", store, {f"/d/b{step}-{j}.txt": vectors(rng, PER_DOC) for j in range(2)}, {f"/d/a{step}.txt"})
+    xq = vectors(rng, 9)
+    D, I = search(store, xq, 10, oversample=4)
+    shards = [[0, 2], [1, 3]]
+    Dm, Im = merge_candidates([candidates(store, xq, 40, s) for s in shards], 10, 40)
+    np.testing.assert_array_equal(Im, I)
+    np.testing.assert_allclose(Dm, D, rtol=1e-6)
