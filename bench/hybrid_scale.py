@@ -1,7 +1,7 @@
 """Hybrid search at scale: single-query latency of hybrid vs dense on an n-chunk store, and the
 cost of the keyword index at indexing time.
 
-The store is written by ``GenerationWriter`` (the product's writer) with synthetic content:
+The store is written by ``StoreWriter`` (the product's writer) with synthetic content:
 vectors from ``bench.vectors`` (a Gaussian fitted to real MiniLM embeddings of SciFact), and for
 each chunk 150 words drawn (seeded) from SciFact's own unigram distribution, stop words included,
 so the keyword leg meets a real scientific vocabulary with real document frequencies. Queries:
@@ -31,7 +31,7 @@ import numpy as np
 from bench.vectors import SCIFACT, _read_jsonl, iter_xb, scifact_queries
 from indexing import keyword
 from indexing.chunk import Chunk, ChunkSettings
-from indexing.writer import DocumentRecord, GenerationWriter
+from indexing.writer import DocumentRecord, StoreWriter
 from rag.retrieve import Retriever
 
 WORDS_PER_CHUNK = 150
@@ -56,7 +56,7 @@ def write_store(path: Path, n: int, words: np.ndarray, p: np.ndarray, with_keywo
         keyword.create = keyword.add = keyword.finish = lambda *a, **kw: None  # type: ignore[assignment]
     spent = 0.0
     try:
-        writer = GenerationWriter(path, "sentence-transformers/all-MiniLM-L6-v2", 384, ChunkSettings())
+        writer = StoreWriter(path, "sentence-transformers/all-MiniLM-L6-v2", 384, ChunkSettings())
         row = 0
         for xb in iter_xb(n):
             for d0 in range(0, len(xb), PER_DOC):

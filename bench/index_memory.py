@@ -1,4 +1,4 @@
-"""Peak RSS of indexing n chunks through ``indexing.writer.GenerationWriter``, per corpus size.
+"""Peak RSS of indexing n chunks through ``indexing.writer.StoreWriter``, per corpus size.
 
 Each size runs in a fresh subprocess (so ``ru_maxrss`` is that run's own peak). Chunks come
 from a fast deterministic fake embedder (a text's blake2b digest gives 16 coefficients on a
@@ -46,7 +46,7 @@ class FakeEmbedder:
 def child(n: int, chunks_per_doc: int, embed_batch: int, ann: str, out: str) -> None:
     from bench.common import peak_rss_mib, proc_status
     from indexing.chunk import Chunk, ChunkSettings
-    from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
+    from indexing.writer import CompressionSettings, DocumentRecord, StoreWriter
 
     import faiss  # noqa: F401 - imported before the baseline so its libraries count there
 
@@ -56,7 +56,7 @@ def child(n: int, chunks_per_doc: int, embed_batch: int, ann: str, out: str) -> 
     t0 = time.perf_counter()
     rss_trace = []
     with tempfile.TemporaryDirectory(prefix="bench_index_memory_") as tmp:
-        with GenerationWriter(Path(tmp) / "store", emb.model_id, DIM, ChunkSettings(), CompressionSettings(ann=ann)) as w:
+        with StoreWriter(Path(tmp) / "store", emb.model_id, DIM, ChunkSettings(), CompressionSettings(ann=ann)) as w:
             for b0 in range(0, n, embed_batch):  # like indexing.build: embed a batch of chunks, add per document
                 ids = range(b0, min(b0 + embed_batch, n))
                 texts = [f"document {i // chunks_per_doc} chunk {i % chunks_per_doc}: " + "lorem ipsum dolor sit amet " * 7 for i in ids]
@@ -69,11 +69,11 @@ def child(n: int, chunks_per_doc: int, embed_batch: int, ann: str, out: str) -> 
                 if (b0 // embed_batch) % 10 == 0:
                     rss_trace.append((b0, proc_status()["rss"]))
             manifest = w.commit()
-        store_bytes = sum(f["bytes"] for f in manifest["files"].values())
+        store_bytes = manifest.store_bytes
     result = {
         "n": n, "ann": ann, "seconds": time.perf_counter() - t0, "baseline_rss_mib": base["rss"],
         "peak_rss_mib": peak_rss_mib(), "peak_minus_baseline_mib": peak_rss_mib() - base["rss"],
-        "bytes_per_vector": manifest["compression"]["bytes_per_vector"], "index_key": manifest["compression"]["index_key"],
+        "bytes_per_vector": manifest.bytes_per_vector, "index_key": manifest.index_key,
         "store_bytes": store_bytes, "rss_trace_mib": rss_trace,
     }
     Path(out).write_text(json.dumps(result))

@@ -153,10 +153,10 @@ def build_st_binary_int8(xb: np.ndarray, k: int, train_n: int, st_rm: int, tmp: 
 
 def _write_store(xb: np.ndarray, store_dir: Path, ann: str, per_doc: int, full_dtype: str) -> dict[str, Any]:
     from indexing.chunk import Chunk, ChunkSettings
-    from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
+    from indexing.writer import CompressionSettings, DocumentRecord, StoreWriter
 
     n, d = xb.shape
-    with GenerationWriter(store_dir, model="bench/gaussian-fit-of-all-MiniLM-L6-v2", dim=d, chunker=ChunkSettings(),
+    with StoreWriter(store_dir, model="bench/gaussian-fit-of-all-MiniLM-L6-v2", dim=d, chunker=ChunkSettings(),
                           compression=CompressionSettings(ann=ann, full_dtype=full_dtype)) as w:
         for i0 in range(0, n, per_doc):
             path = f"/bench/doc{i0 // per_doc:07d}.txt"
@@ -166,20 +166,20 @@ def _write_store(xb: np.ndarray, store_dir: Path, ann: str, per_doc: int, full_d
 
 
 def build_ours(xb: np.ndarray, k: int, oversample: int, tmp: Path, ann: str, per_doc: int, full_dtype: str = "float8", **_: Any) -> dict[str, Any]:
-    """A real store written by indexing.writer.GenerationWriter, searched by rag.retrieve.Retriever."""
+    """A real store written by indexing.writer.StoreWriter, searched by rag.retrieve.Retriever."""
     from rag.retrieve import Retriever
 
     store_dir = tmp / f"store_{ann}_{full_dtype}"
     manifest = _write_store(xb, store_dir, ann, per_doc, full_dtype)
     trim_heap()
     retr = Retriever.open(store_dir, verify=True)
-    comp, d = manifest["compression"], xb.shape[1]
+    seg, d = manifest.segments[0], xb.shape[1]  # one segment: the store was written in one go
     full_bytes = d * (1 if full_dtype == "float8" else 2)
     return {"search": lambda q: retr.search_vectors(q, k, oversample)[1], "keep": [retr], "retriever": retr, "store_dir": store_dir,
-            "info": {"key": comp["index_key"] + f" + {full_dtype} full rerank oversample={oversample}", "nprobe": comp["nprobe"],
-                     "nlist": comp["nlist"], "first_stage_bytes": comp["bytes_per_vector"], "oversample": oversample,
-                     "query_time_bytes": comp["bytes_per_vector"] + full_bytes, "memmapped": f"{full_dtype} full vectors ({full_bytes} B/vector)",
-                     "store_file_bytes": {name: meta["bytes"] for name, meta in manifest["files"].items()}}}
+            "info": {"key": manifest.index_key + f" + {full_dtype} full rerank oversample={oversample}", "nprobe": seg.nprobe,
+                     "nlist": seg.nlist, "first_stage_bytes": manifest.bytes_per_vector, "oversample": oversample,
+                     "query_time_bytes": manifest.bytes_per_vector + full_bytes, "memmapped": f"{full_dtype} full vectors ({full_bytes} B/vector)",
+                     "store_file_bytes": {name: meta.bytes for name, meta in {**manifest.basis[1], **seg.files}.items()}}}
 
 
 # -- measuring -----------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def measure(name: str, build, flat_search, xq: np.ndarray, kind: np.ndarray, gt:
 
 def ours_curve(retr, flat_search, xq: np.ndarray, gt: np.ndarray, lat_q: np.ndarray, k: int, oversamples: tuple[int, ...]) -> list[dict[str, Any]]:
     """Recall and paired latency of our two-stage search over oversample (and nprobe for IVF)."""
-    index = retr.store.index
+    index = retr.store.segments[0].index
     nlist = int(getattr(index, "nlist", 0))
     nprobes = sorted({nlist // 16, nlist // 8, nlist // 4, nlist // 2} - {0}) if nlist else [0]
     out = []
@@ -223,7 +223,7 @@ def ours_curve(retr, flat_search, xq: np.ndarray, gt: np.ndarray, lat_q: np.ndar
             print(f"    nprobe={nprobe} oversample={oversample:3d} recall={c['recall']:.4f} p50={c['p50_ms']:.2f}ms "
                   f"({c['speedup_p50']:.1f}x flat) batch={ms:.3f}ms/q", flush=True)
     if nlist:
-        index.nprobe = retr.store.manifest["compression"]["nprobe"]
+        index.nprobe = retr.store.manifest.segments[0].nprobe
     return out
 
 

@@ -217,12 +217,17 @@ static inline void score_tile(const float *tile, const float *x, Py_ssize_t dp, 
 #endif
 
 
+#define SMALL_SCAN_BYTES ((size_t)1 << 20)
+
 static int search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float *xq_in, Py_ssize_t nq,
                   Py_ssize_t k, float *outD, int64_t *outI) {
     int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();
 #endif
+    /* a small scan (a small segment: an upload) runs on one thread: under 1 MiB of code bytes per
+       query block, starting and joining the team costs more than the second core saves */
+    if ((size_t)n * (size_t)d * (size_t)nq < SMALL_SCAN_BYTES) nt = 1;
     if (nq == 0) return 0;
     Py_ssize_t dp = (d + 31) / 32 * 32;
     /* queries padded with zeros to a multiple of 4 queries and 32 dimensions for the SIMD steps */

@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from indexing.chunk import Chunk, ChunkSettings, chunk_document
 from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder
@@ -15,9 +14,9 @@ from indexing.files import sha256_file
 from indexing.ray_cluster import RayOptions  # no Ray import: that happens only when a run uses it
 from indexing.load import Document, SourceFile, Skipped, discover, load_file
 from indexing.lock import StoreLock
-from indexing.manifest import MANIFEST
+from indexing.manifest import MANIFEST, Manifest, is_store
 from indexing.store import Store
-from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
+from indexing.writer import CompressionSettings, DocumentRecord, StoreWriter
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EMBED_BATCH = 256  # chunks embedded per model call
@@ -34,7 +33,7 @@ class IndexReport:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     chunks: int = 0
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     embed_backend: str = ""  # what embedded the documents: torch, openvino-bf16|f32, or the embedder class
 
     @property
@@ -96,10 +95,10 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
     if base is not None:
         _check_same_settings(base, pca_dims, dtype, full_dtype, chunk_tokens, overlap)
         try:
-            chunker = ChunkSettings(**base.manifest["chunker"])
+            chunker = ChunkSettings(**base.manifest.chunker)
         except (TypeError, ConfigError) as exc:
             raise StoreError(f"{base.path / MANIFEST}: chunker settings are corrupt: {exc}") from exc
-    model = base.manifest["embedding"]["model"] if base else (embedder.model_id if embedder else model or DEFAULT_MODEL)
+    model = base.manifest.model if base else (embedder.model_id if embedder else model or DEFAULT_MODEL)
     report = IndexReport(str(store))
     files, report.skipped = discover(paths)
     if refit:
@@ -141,7 +140,7 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
         report.chunks, report.manifest = base.n, base.manifest
         return report
     embedder = embedder or load_embedder(model, backend=embed_backend)
-    with GenerationWriter(store, model, embedder.dim, chunker, compression, base, lock=lock) as writer:
+    with StoreWriter(store, model, embedder.dim, chunker, compression, base, lock=lock) as writer:
         writer.keep(keep)
         for doc, chunks, vectors in _documents(fresh, chunker, embedder, report, progress, ray):
             writer.add(DocumentRecord(doc.path, doc.source, doc.title, doc.sha256), chunks, vectors)
@@ -152,7 +151,7 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
             report.chunks, report.manifest = base.n, base.manifest
             return report
         report.manifest = writer.commit()
-    report.chunks = report.manifest["counts"]["chunks"]
+    report.chunks = report.manifest.chunks
     return report
 
 
@@ -160,7 +159,7 @@ def _carry_over(store: Path, files: list[SourceFile], report: IndexReport) -> li
     """``--refit`` rebuilds the whole store, not only what ``paths`` hold: the old store's documents
     whose files still exist (other folders, chat uploads) are read again under the same citation
     name; the others (files gone, texts added through LangChain) are reported removed."""
-    if not (store / MANIFEST).exists():
+    if not is_store(store):
         return []
     try:
         with Store.open(store, verify=False) as old:
@@ -200,18 +199,22 @@ def _gone(path: str) -> bool:
 
 
 def _open_base(store: Path, model: str | None, embedder: Embedder | None, refit: bool) -> Store | None:
-    if refit or not (store / MANIFEST).exists():
+    if refit or not is_store(store):
         return None
     want = embedder.model_id if embedder else model
-    return Store.open(store, model=want, dim=embedder.dim if embedder else None)
+    # sizes checked, checksums not (the writer reads only the documents tables and the basis;
+    # segments it keeps are not rewritten), and each segment's index is never loaded: an
+    # incremental run costs what changed, not what the store holds
+    return Store.open(store, model=want, dim=embedder.dim if embedder else None, verify=False, lazy=True)
 
 
 def _check_same_settings(
     base: Store, pca_dims: int | None, dtype: str | None, full_dtype: str | None, chunk_tokens: int | None, overlap: int | None,
 ) -> None:
     """An incremental run keeps the store's compression and chunker; asking for others needs --refit."""
-    comp = dict(base.manifest["compression"], full_dtype=base.full_dtype.replace("_e4m3fn", ""))
-    comp |= {k: base.manifest["chunker"].get(k) for k in ("chunk_tokens", "overlap")}
+    c = base.manifest.compression
+    comp = {"pca_dims": c.pca_dims, "dtype": c.dtype, "full_dtype": c.full_dtype}
+    comp |= {k: base.manifest.chunker.get(k) for k in ("chunk_tokens", "overlap")}
     asked = (("pca_dims", pca_dims), ("dtype", dtype), ("full_dtype", full_dtype), ("chunk_tokens", chunk_tokens), ("overlap", overlap))
     for name, want in asked:
         if want is not None and want != comp[name]:

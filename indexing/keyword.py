@@ -112,27 +112,30 @@ def match_expression(query: str, language: str = DEFAULT_LANGUAGE) -> str | None
 
 def search(db: sqlite3.Connection, query: str, k: int, language: str = DEFAULT_LANGUAGE) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best rows by BM25: scores (m,) float32 (higher is better), rows (m,) int64, m <= k."""
-    expr = _expression(db, query, language)
-    if expr is None or k < 1:
+    terms = budget_terms(db, query_terms(query, language), language)
+    if not terms or k < 1:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     sql = f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ? ORDER BY bm25({TABLE}) LIMIT ?"
-    return _run(db, sql, (expr, int(k)))
+    return _run(db, sql, (_or(terms), int(k)))
 
 
 def search_all(db: sqlite3.Connection, query: str, language: str = DEFAULT_LANGUAGE) -> tuple[np.ndarray, np.ndarray]:
     """BM25 of every matching row, unsorted: scores (m,), rows (m,). One pass, no sort: what the
     hybrid search needs (its top candidates *and* the scores of the dense leg's candidates);
     m is bounded by the postings budget."""
-    expr = _expression(db, query, language)
-    if expr is None:
+    return search_terms(db, budget_terms(db, query_terms(query, language), language))
+
+
+def search_terms(db: sqlite3.Connection, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """BM25 (this database's statistics) of every row holding one of ``terms``, unsorted."""
+    if not terms:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    return _run(db, f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?", (expr,))
+    return _run(db, f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?", (_or(terms),))
 
 
-def _expression(db: sqlite3.Connection, query: str, language: str) -> str | None:
-    """``match_expression`` of the terms ``budget_terms`` keeps."""
-    terms = budget_terms(db, query_terms(query, language), language)
-    return " OR ".join(f'"{t}"' for t in terms) if terms else None
+def _or(terms: list[str]) -> str:
+    """Terms hold only letters and digits: quoted, each is a plain string to FTS5."""
+    return " OR ".join(f'"{t}"' for t in terms)
 
 
 _local = threading.local()
@@ -157,20 +160,21 @@ def stems(terms: list[str], language: str = DEFAULT_LANGUAGE) -> list[str] | Non
     return out if len(out) == len(terms) else None
 
 
-def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAULT_LANGUAGE, budget: int | None = None) -> list[str]:
-    """``terms``, rarest first, while their document frequencies sum to at most ``budget`` (the
-    rarest is always kept). Unchanged for a store without the document-frequency table."""
-    budget = POSTINGS_BUDGET if budget is None else budget
-    if len(terms) < 2:
-        return terms
-    stemmed = stems(terms, language)
-    if stemmed is None:
-        return terms
+def doc_freqs(db: sqlite3.Connection, stemmed: list[str]) -> dict[str, int] | None:
+    """Document frequency of each stemmed term in this database; None without the table."""
+    if not stemmed:
+        return {}
     marks = ",".join("?" * len(set(stemmed)))
     try:
-        df = dict(db.execute(f"SELECT term, df FROM {DF_TABLE} WHERE term IN ({marks})", sorted(set(stemmed))))
+        return dict(db.execute(f"SELECT term, df FROM {DF_TABLE} WHERE term IN ({marks})", sorted(set(stemmed))))
     except sqlite3.OperationalError:
-        return terms  # written before the table existed: no pruning
+        return None  # written before the table existed
+
+
+def choose_terms(terms: list[str], stemmed: list[str], df: dict[str, int], budget: int | None = None) -> list[str]:
+    """``terms`` (``stemmed`` their index forms), rarest first while their document frequencies
+    sum to at most ``budget`` (the rarest is always kept), in query order."""
+    budget = POSTINGS_BUDGET if budget is None else budget
     order = sorted(range(len(terms)), key=lambda i: (df.get(stemmed[i], 0), i))
     kept, total = [], 0
     for i in order:
@@ -181,19 +185,20 @@ def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAU
     return [terms[i] for i in sorted(kept)]
 
 
-def ideal_score(db: sqlite3.Connection, query: str, n: int, language: str = DEFAULT_LANGUAGE) -> float:
-    """Sum of the BM25 IDFs of the query's kept terms: about the score of an average-length chunk
-    holding each term once, the scale a top keyword score is judged against (0: no term)."""
-    terms = budget_terms(db, query_terms(query, language), language)
-    stemmed = stems(terms, language) or terms
-    if not stemmed:
-        return 0.0
-    marks = ",".join("?" * len(set(stemmed)))
-    try:
-        df = dict(db.execute(f"SELECT term, df FROM {DF_TABLE} WHERE term IN ({marks})", sorted(set(stemmed))))
-    except sqlite3.OperationalError:
-        return 0.0
-    return float(sum(max(1e-6, np.log((n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5))) for t in set(stemmed) if t in df))
+def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAULT_LANGUAGE, budget: int | None = None) -> list[str]:
+    """``choose_terms`` with this database's document frequencies; unchanged for a store
+    without the document-frequency table."""
+    if len(terms) < 2:
+        return terms
+    stemmed = stems(terms, language)
+    df = doc_freqs(db, stemmed) if stemmed is not None else None
+    return terms if df is None else choose_terms(terms, stemmed, df, budget)
+
+
+def idf_sum(df: dict[str, int], n: int, stemmed: list[str]) -> float:
+    """Sum of the BM25 IDFs of the terms: about the score of an average-length chunk holding each
+    term once, the scale a top keyword score is judged against (0: no term)."""
+    return float(sum(max(1e-6, np.log((n - df[t] + 0.5) / (df[t] + 0.5))) for t in set(stemmed) if t in df))
 
 
 def finish(db: sqlite3.Connection) -> None:
@@ -232,9 +237,8 @@ def index_bytes(db: sqlite3.Connection) -> int | None:
     return int(total or 0)
 
 
-def settings_from_manifest(manifest: dict, path: object) -> KeywordSettings | None:
+def settings_from_manifest(section: dict | None, path: object) -> KeywordSettings | None:
     """The manifest's ``keyword`` section as settings; None if absent (a store older than it)."""
-    section = manifest.get("keyword")
     if section is None:
         return None
     if not isinstance(section, dict) or section.get("language") not in TOKENIZERS:

@@ -1,269 +1,291 @@
-"""Open a store for reading: manifest, FAISS first stage, float8 full vectors, chunk metadata.
+"""Open a store for reading: its manifest, basis and segments, as one searchable whole.
 
-A store is a folder::
+A store is a folder (docs/store-format.md)::
 
-    manifest.json        versioned record; names the current generation and checksums its files
-    g000003/index.faiss  first stage: PCA-reduced float8 codes inside FAISS
-    g000003/pca.npy      (d, p) projection          g000003/full.e4m3   (n, d) float8 full vectors
-    g000003/*scale.npy   float8 scales              g000003/chunks.sqlite  text + metadata
+    manifest.json             the catalogue: basis, ordered segments, tombstones, checksums
+    g000001/pca.npy ...       the basis (PCA, float8 scales), in the folder of the commit that fitted it
+    g000001/index.faiss       a segment: first-stage float8 codes inside FAISS,
+    g000001/full.e4m3         float8 full vectors (rerank), chunks.sqlite (text, metadata, keyword index)
+    g000004/deleted-g000001.npy   rows of segment g000001 deleted by commit g000004
 
-A writer builds a new generation folder beside the current one and then swaps the manifest,
-so readers see either the old store or the new one (see ``indexing.writer``). The previous
-generation is kept until the next commit; a reader whose generation vanished while it was
-opening it (two commits in that moment) reads the manifest again.
-
-A store may come from someone else: SQLite is opened read-only with ``trusted_schema=OFF``,
-its schema is checked (the expected tables, no views), and every query runs under a time
-limit; ``index.faiss`` is walked (``indexing.faiss_check``) before FAISS reads it.
+Global rows number the segments' rows in manifest order (deleted rows keep their numbers until
+a compaction); they are what searches return. Writers (``indexing.writer``) add folders and swap
+the manifest atomically, so readers see the old store or the new one. A folder stays while the
+current or the previous manifest names it; a reader whose folder vanished while it was opening
+(two commits in that moment) reads the manifest again.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from indexing import keyword
-from indexing.chunk import Chunk
+from indexing.basis import Basis
+from indexing.chunk_db import ChunkRow, DocumentRecord
 from indexing.compress import Float8Codec, Pca
 from indexing.errors import StoreError, StoreMismatchError
-from indexing.faiss_check import check_index_file
-from indexing.faiss_io import read_index_file
 from indexing.files import sha256_file
 from indexing.generations import current_generation
-from indexing.manifest import read_manifest
+from indexing.manifest import MANIFEST, FileMeta, Manifest, is_store, read_manifest
+from indexing.segment import SegmentReader
 
-INDEX_FILE = "index.faiss"
-PCA_FILE = "pca.npy"
-PCA_ENERGY_FILE = "pca_energy.npy"
-REDUCED_SCALE_FILE = "reduced_scale.npy"
-FULL_SCALE_FILE = "full_scale.npy"
-FULL_FILE = "full.e4m3"
-FULL_FILES = {"float8_e4m3fn": FULL_FILE, "float16": "full.f16"}  # manifest full_dtype -> file
-DB_FILE = "chunks.sqlite"
 OPEN_ATTEMPTS = 4  # a generation can vanish under a reader only if two commits land while it opens
-QUERY_SECONDS = 30.0  # a chunk-database query running longer is stopped (a hostile view, a huge table)
-TABLE_COLUMNS = {
-    "documents": {"path", "source", "title", "sha256", "chunks"},
-    "chunks": {"row", "doc_path", "source", "title", "page", "start", "end", "text", "extra"},
-}
 
-
-class TimedConnection(sqlite3.Connection):
-    """A connection whose every ``execute`` may run at most QUERY_SECONDS (progress handler)."""
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.deadline = time.monotonic() + QUERY_SECONDS
-        self.set_progress_handler(lambda: time.monotonic() > self.deadline, 10_000)
-
-    def execute(self, *args, **kwargs) -> sqlite3.Cursor:  # type: ignore[no-untyped-def, override]
-        self.deadline = time.monotonic() + QUERY_SECONDS
-        return super().execute(*args, **kwargs)
-
-
-@dataclass(frozen=True)
-class ChunkRow(Chunk):
-    """A stored chunk: a Chunk plus its row in the vector files."""
-
-    row: int = -1
+__all__ = ["ChunkRow", "DocumentRecord", "Store"]
 
 
 class Store:
-    """A read-only view of one generation of a store. Cheap to open: vectors are memory-mapped."""
+    """A read-only view of one committed state of a store. Cheap to open: vectors are
+    memory-mapped; ``lazy`` also defers reading each segment's index and database to first use."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: Path, manifest: Manifest, lazy: bool = False) -> None:
         self.path = path
         self.manifest = manifest
-        self.gen_dir = path / manifest["generation"]
-        comp = manifest["compression"]
-        self.n = manifest["counts"]["chunks"]
-        self.dim = manifest["embedding"]["dim"]
-        self.pca = Pca(self._npy(PCA_FILE, (self.dim, comp["pca_dims"])), self._npy(PCA_ENERGY_FILE, (comp["pca_dims"],)))
-        self.reduced_codec = Float8Codec(self._npy(REDUCED_SCALE_FILE, (comp["pca_dims"],)))
-        self.full_codec = Float8Codec(self._npy(FULL_SCALE_FILE, (self.dim,)))
-        self.full_dtype = manifest["compression"]["full_dtype"]
-        self.full = self._full_vectors()  # (n, d) float8 codes (uint8) or float16, memory-mapped
-        self.index = self._read_index()
-        self._db = self._connect()
+        c = manifest.compression
+        self.dim = manifest.dim
+        self.full_dtype = c.full_dtype
+        self.basis = Basis.load(path / manifest.basis[0], self.dim, c.pca_dims, c.pca_fit_vectors)
+        self.segments = [SegmentReader(path, s, self.basis, c.dtype, c.full_dtype, lazy) for s in manifest.segments]
+        self.offsets = np.cumsum([0] + [s.rows for s in manifest.segments]).astype(np.int64)  # (S + 1,)
+        self.n = manifest.chunks  # live chunks
+        self.rows = manifest.rows  # global row space, deleted rows included
+
+    @property
+    def pca(self) -> Pca:
+        return self.basis.pca
+
+    @property
+    def reduced_codec(self) -> Float8Codec:
+        return self.basis.reduced_codec
+
+    @property
+    def full_codec(self) -> Float8Codec:
+        return self.basis.full_codec
+
+    @staticmethod
+    def exists(path: str | Path) -> bool:
+        """Whether ``path`` holds a store (it may still be damaged: ``open`` checks)."""
+        return is_store(path)
 
     @classmethod
-    def open(cls, path: str | Path, model: str | None = None, dim: int | None = None, verify: bool = True) -> Store:
+    def open(cls, path: str | Path, model: str | None = None, dim: int | None = None, verify: bool = True,
+             lazy: bool = False) -> Store:
         """Open the store at ``path``; with ``model``/``dim``, fail unless they match the store's.
+        ``verify`` checks every file's checksum (sizes are always checked).
 
-        A writer that replaced the generation while it was being opened is not damage: the
-        open starts again from the new manifest."""
+        A writer that replaced the manifest while the store was being opened is not damage:
+        the open starts again from the new manifest."""
         path = Path(path)
         for _ in range(OPEN_ATTEMPTS):
             manifest = read_manifest(path)
             try:
-                return cls._open_generation(path, manifest, model, dim, verify)
+                return cls._open_checked(path, manifest, model, dim, verify, lazy)
             except StoreMismatchError:
                 raise
             except (StoreError, OSError) as exc:
-                if current_generation(path) == manifest["generation"]:  # not replaced: the error is real
+                if current_generation(path) == manifest.generation:  # not replaced: the error is real
                     if isinstance(exc, OSError):
-                        raise StoreError(f"{path}: cannot read {manifest['generation']}: {exc}") from exc
+                        raise StoreError(f"{path}: cannot read {manifest.generation}: {exc}") from exc
                     raise
         raise StoreError(f"{path} was replaced by writers {OPEN_ATTEMPTS} times while it was being opened; try again")
 
     @classmethod
-    def _open_generation(cls, path: Path, manifest: dict[str, Any], model: str | None, dim: int | None, verify: bool) -> Store:
-        emb = manifest["embedding"]
-        if (model is not None and model != emb["model"]) or (dim is not None and dim != emb["dim"]):
+    def _open_checked(cls, path: Path, manifest: Manifest, model: str | None, dim: int | None, verify: bool, lazy: bool) -> Store:
+        if (model is not None and model != manifest.model) or (dim is not None and dim != manifest.dim):
             raise StoreMismatchError(
-                f"store {path} was built with embedding model {emb['model']!r} (dim {emb['dim']}), "
+                f"store {path} was built with embedding model {manifest.model!r} (dim {manifest.dim}), "
                 f"but {model!r} (dim {dim}) was asked for; use the store's model or rebuild with --refit"
             )
-        gen_dir = path / manifest["generation"]
-        for name, meta in manifest["files"].items():
-            file = gen_dir / name
+        for file, meta in files_of(path, manifest):
             if not file.is_file():
                 raise StoreError(f"{file} is missing; the store is damaged, rebuild with `rag index ... --refit`")
-            if file.stat().st_size != meta["bytes"]:
-                raise StoreError(f"{file} has {file.stat().st_size} bytes, the manifest says {meta['bytes']}: damaged")
-            if verify and sha256_file(file) != meta["sha256"]:
+            if file.stat().st_size != meta.bytes:
+                raise StoreError(f"{file} has {file.stat().st_size} bytes, the manifest says {meta.bytes}: damaged")
+            if verify and sha256_file(file) != meta.sha256:
                 raise StoreError(f"{file} does not match its checksum in the manifest: damaged or tampered with")
-        return cls(path, manifest)
+        return cls(path, manifest, lazy)
 
-    # -- reading the files ------------------------------------------------------------------
-    def _file(self, name: str) -> Path:
-        if name not in self.manifest["files"]:
-            raise StoreError(f"{self.path / 'manifest.json'} does not list {name}")
-        return self.gen_dir / name
+    # -- rows -------------------------------------------------------------------------------
+    def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global rows (m,) -> segment numbers (m,), local rows (m,)."""
+        rows = np.asarray(rows, np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.rows):
+            raise StoreError(f"rows {rows[(rows < 0) | (rows >= self.rows)][:5].tolist()} are not in {self.path}")
+        seg = np.searchsorted(self.offsets, rows, side="right") - 1
+        return seg, rows - self.offsets[seg]
 
-    def _npy(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        file = self._file(name)
-        try:
-            arr = np.load(file, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - a damaged header raises SyntaxError, TokenError, ...
-            raise StoreError(f"{file} is not a readable .npy array: {exc}") from exc
-        if arr.shape != shape or arr.dtype != np.float32 or not np.all(np.isfinite(arr)):
-            raise StoreError(f"{file} holds {arr.dtype}{arr.shape}, expected finite float32{shape}")
-        return arr
+    def is_live(self, rows: np.ndarray) -> np.ndarray:
+        """(m,) bool: the global rows that are not deleted."""
+        seg, local = self.locate(rows)
+        out = np.ones(len(seg), bool)
+        for s in np.unique(seg):
+            dead = self.segments[s].dead
+            if dead is not None:
+                out[seg == s] = ~dead[local[seg == s]]
+        return out
 
-    def _full_vectors(self) -> np.ndarray:
-        if self.full_dtype not in FULL_FILES:
-            raise StoreError(f"{self.path / 'manifest.json'}: full_dtype {self.full_dtype!r} is not one of {sorted(FULL_FILES)}")
-        file = self._file(FULL_FILES[self.full_dtype])
-        dtype = np.dtype(np.uint8 if self.full_dtype == "float8_e4m3fn" else np.float16)
-        if file.stat().st_size != self.n * self.dim * dtype.itemsize:
-            raise StoreError(f"{file} has {file.stat().st_size} bytes, expected {self.n} x {self.dim} {dtype}")
-        if self.n == 0:
-            return np.zeros((0, self.dim), dtype)
-        return np.memmap(file, dtype=dtype, mode="r", shape=(self.n, self.dim))
+    def decode_full(self, rows: np.ndarray) -> np.ndarray:
+        """Global rows (m,) -> (m, d) float32 full vectors."""
+        seg, local = self.locate(rows)
+        out = np.empty((len(seg), self.dim), np.float32)
+        for s in np.unique(seg):
+            out[seg == s] = self.segments[s].decode_full(local[seg == s])
+        return out
 
-    def _read_index(self):  # type: ignore[no-untyped-def]
-        import faiss
-
-        file = self._file(INDEX_FILE)
-        check_index_file(file, self.n, self.pca.dims)  # before FAISS trusts a size in it
-        try:
-            index = read_index_file(file)  # any path, also one that is not UTF-8
-        except RuntimeError as exc:
-            raise StoreError(f"{file} is not a readable FAISS index: {exc}") from exc
-        if isinstance(index, faiss.IndexIVF) != (self.manifest["compression"]["ann"] == "ivf"):
-            raise StoreError(f"{file} does not hold the index kind the manifest says")
-        if index.ntotal != self.n or index.d != self.pca.dims:
-            raise StoreError(f"{file} holds {index.ntotal} x {index.d}, the manifest says {self.n} x {self.pca.dims}")
-        return index
-
-    def _connect(self) -> sqlite3.Connection:
-        file = self._file(DB_FILE)
-        try:
-            db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, factory=TimedConnection)
-            db.execute("PRAGMA trusted_schema=OFF")
-            _check_schema(db, file)
-            (count,) = db.execute("SELECT count(*) FROM chunks").fetchone()
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{file} is not a readable chunk database: {exc}") from exc
-        if count != self.n:
-            raise StoreError(f"{file} has {count} chunks, the manifest says {self.n}")
-        return db
-
-    # -- queries ----------------------------------------------------------------------------
+    # -- chunks and documents ---------------------------------------------------------------
     def chunks(self, rows: list[int]) -> list[ChunkRow]:
-        """The chunks at ``rows``, in that order."""
+        """The chunks at global ``rows``, in that order (their ``row`` global too)."""
         if not rows:
             return []
-        marks = ",".join("?" * len(rows))
-        found = {r[-1]: ChunkRow(*r) for r in self.read(
-            f'SELECT doc_path, source, title, page, start, "end", text, extra, row FROM chunks WHERE row IN ({marks})',
-            [int(r) for r in rows],
-        )}
-        missing = [r for r in rows if r not in found]
+        seg, local = self.locate(np.asarray(rows, np.int64))
+        found: dict[int, ChunkRow] = {}
+        for s in np.unique(seg):
+            base = int(self.offsets[s])
+            for r, c in self.segments[s].db.chunks(local[seg == s].tolist()).items():
+                found[base + r] = _global(c, base)
+        missing = [r for r in rows if int(r) not in found]
         if missing:
-            raise StoreError(f"{self._file(DB_FILE)} has no chunk rows {missing[:5]}: damaged")
+            raise StoreError(f"{self.path} has no chunk rows {missing[:5]}: damaged")
         return [found[int(r)] for r in rows]
 
-    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read-only SQL statement on the chunk database, through the hardened
-        connection (time limit, schema checked); an unreadable database is a StoreError."""
-        try:
-            return self._db.execute(sql, list(params)).fetchall()
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
+    def document_records(self) -> dict[str, tuple[int, DocumentRecord]]:
+        """Live documents: path -> (segment number, record with its segment-local first row)."""
+        out: dict[str, tuple[int, DocumentRecord]] = {}
+        for s, seg in enumerate(self.segments):
+            for doc in seg.db.documents():
+                if doc.first_row is not None and seg.dead is not None and seg.dead[doc.first_row]:
+                    continue
+                out[doc.path] = (s, doc)
+        return out
 
     def documents(self) -> dict[str, tuple[str, int, str]]:
         """Indexed documents: path -> (sha256, number of chunks, source shown in citations)."""
-        return {p: (h, n, src) for p, h, n, src in self.read("SELECT path, sha256, chunks, source FROM documents")}
-
-    def document_rows(self, doc_paths: set[str]) -> list[tuple[str, str, str, str, int]]:
-        """Rows (path, source, title, sha256, chunks) of the given documents."""
-        return [r for r in self.read("SELECT path, source, title, sha256, chunks FROM documents") if r[0] in doc_paths]
+        return {p: (d.sha256, d.chunks, d.source) for p, (_, d) in self.document_records().items()}
 
     def rows_of(self, doc_paths: set[str]) -> np.ndarray:
-        """Rows of every chunk of the given documents, ascending: (m,) int64."""
-        try:  # streamed, not read(): a store may hold millions of chunks and few of them are asked for
-            rows = [r for (r, p) in self._db.execute("SELECT row, doc_path FROM chunks ORDER BY row") if p in doc_paths]
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{self._file(DB_FILE)} cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
-        return np.asarray(rows, np.int64)
+        """Global rows of every chunk of the given (live) documents, ascending: (m,) int64."""
+        parts = [np.arange(d.first_row, d.first_row + d.chunks, dtype=np.int64) + self.offsets[s]
+                 for p, (s, d) in self.document_records().items() if p in doc_paths and d.first_row is not None]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
+    def chunks_of(self, doc_paths: list[str]) -> list[ChunkRow]:
+        """Live chunks of the documents at ``doc_paths`` (global rows)."""
+        out = []
+        for s, seg in enumerate(self.segments):
+            base = int(self.offsets[s])
+            out += [_global(c, base) for c in seg.db.by_paths(doc_paths) if seg.dead is None or not seg.dead[c.row]]
+        return out
+
+    def rows_where(self, where: str, params: list[Any]) -> np.ndarray:
+        """Live global rows whose chunk satisfies the SQL condition ``where`` (built by the caller
+        from constants and ``?`` parameters), ascending: (m,) int64."""
+        parts = []
+        for s, seg in enumerate(self.segments):
+            local = np.asarray(seg.db.rows_where(where, params), np.int64)
+            if seg.dead is not None:
+                local = local[~seg.dead[local]]
+            parts.append(local + self.offsets[s])
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def iter_chunks(self):  # type: ignore[no-untyped-def]
+        """Every live chunk in global row order (ChunkRow, global row)."""
+        for s, seg in enumerate(self.segments):
+            base = int(self.offsets[s])
+            for c in seg.db.iter_chunks():
+                if seg.dead is None or not seg.dead[c.row]:
+                    yield _global(c, base)
+
+    # -- keyword index ----------------------------------------------------------------------
     @property
     def keyword_settings(self) -> keyword.KeywordSettings | None:
         """How the keyword index was tokenised; None for a store written before it existed."""
-        return keyword.settings_from_manifest(self.manifest, self.path)
+        return keyword.settings_from_manifest(self.manifest.keyword, self.path)
 
-    def keyword_search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 top ``k`` of ``query``: scores (m,), rows (m,), m <= k (see indexing.keyword)."""
-        return keyword.search(self._db, query, k, keyword.require(self.keyword_settings).language)
+    def _keyword_terms(self, query: str) -> tuple[list[str], list[str], dict[str, int]]:
+        """The query's terms the postings budget keeps (by document frequencies summed over the
+        segments), their index forms, and those frequencies."""
+        language = keyword.require(self.keyword_settings).language
+        terms = keyword.query_terms(query, language)
+        stemmed = keyword.stems(terms, language)
+        if stemmed is None:
+            return terms, terms, {}
+        df: dict[str, int] = {}
+        for seg in self.segments:
+            part = keyword.doc_freqs(seg.db.db, stemmed)
+            if part is None:
+                return terms, stemmed, {}
+            for t, n in part.items():
+                df[t] = df.get(t, 0) + n
+        kept = keyword.choose_terms(terms, stemmed, df) if len(terms) > 1 else terms
+        return kept, [stemmed[terms.index(t)] for t in kept], df
 
     def keyword_all(self, query: str) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 of every chunk matching ``query``, unsorted: scores (m,), rows (m,)."""
-        return keyword.search_all(self._db, query, keyword.require(self.keyword_settings).language)
+        """BM25 of every live chunk matching ``query``, unsorted: scores (m,), global rows (m,).
+        Each segment scores with its own statistics (as Lucene shards do); a compaction merges them."""
+        terms, _, _ = self._keyword_terms(query)
+        scores, rows = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
+        for s, seg in enumerate(self.segments):
+            S, R = keyword.search_terms(seg.db.db, terms)  # (a,), (a,) local
+            if seg.dead is not None:
+                S, R = S[~seg.dead[R]], R[~seg.dead[R]]
+            scores.append(S)
+            rows.append(R + self.offsets[s])
+        return np.concatenate(scores), np.concatenate(rows)
+
+    def keyword_search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 top ``k`` of ``query``: scores (m,), global rows (m,), m <= k, best first."""
+        S, R = self.keyword_all(query)
+        top = np.lexsort((R, -S))[: max(0, k)]
+        return S[top], R[top]
 
     def keyword_ideal(self, query: str) -> float:
-        """Sum of the IDFs of the query's terms (see indexing.keyword.ideal_score)."""
-        return keyword.ideal_score(self._db, query, self.n, keyword.require(self.keyword_settings).language)
+        """Sum of the IDFs of the query's kept terms over the whole store (keyword.idf_sum)."""
+        _, stemmed, df = self._keyword_terms(query)
+        return keyword.idf_sum(df, self.rows, stemmed)
 
     def keyword_bytes(self) -> int | None:
-        """Bytes of the keyword index inside chunks.sqlite (None: no keyword index)."""
-        return keyword.index_bytes(self._db) if self.keyword_settings else None
+        """Bytes of the keyword index in the segments' databases (None: no keyword index)."""
+        if not self.keyword_settings:
+            return None
+        sizes = [keyword.index_bytes(seg.db.db) for seg in self.segments]
+        return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
 
-    def decode_full(self, rows: np.ndarray) -> np.ndarray:
-        """rows: (m,) -> (m, d) float32 full vectors from the float8 (or float16) file."""
-        stored = self.full[np.asarray(rows, np.int64)]
-        if self.full_dtype == "float16":
-            return stored.astype(np.float32)
-        return self.full_codec.decode(stored)
-
+    # -- facts ------------------------------------------------------------------------------
     @property
     def bytes_per_vector(self) -> int:
         """First-stage bytes per vector (what a search scans)."""
-        return int(self.manifest["compression"]["bytes_per_vector"])
+        return self.manifest.bytes_per_vector
 
     @property
     def store_bytes(self) -> int:
-        return sum(meta["bytes"] for meta in self.manifest["files"].values())
+        return self.manifest.store_bytes
+
+    def info(self) -> dict[str, Any]:
+        """What ``rag info`` shows (and the UI and eval read): counts, sizes, settings, segments."""
+        m, c = self.manifest, self.manifest.compression
+        kw = self.keyword_bytes()
+        return {
+            "store": str(self.path), "generation": m.generation, "chunks": self.n, "documents": m.documents,
+            "model": m.model, "dim": self.dim, "pca_dims": c.pca_dims, "pca_energy_kept": c.pca_energy_kept,
+            "pca_fit_vectors": c.pca_fit_vectors, "dtype": c.dtype, "ann": c.ann, "index_key": m.index_key,
+            "bytes_per_vector": self.bytes_per_vector, "float32_bytes_per_vector": 4 * self.dim,
+            "compression_ratio": round(4 * self.dim / self.bytes_per_vector, 2), "full_dtype": c.full_dtype,
+            "full_bytes_per_vector": c.full_bytes_per_vector, "store_bytes": self.store_bytes,
+            "keyword_language": (m.keyword or {}).get("language"), "keyword_index_bytes": kw,
+            "keyword_bytes_per_chunk": round(kw / self.n, 1) if kw is not None and self.n else None,
+            "segments": len(m.segments), "tombstones": m.deleted,
+            "segment_counts": [{"dir": s.dir, "rows": s.rows, "live": s.live, "deleted": s.rows - s.live,
+                                "documents": s.documents, "ann": s.ann} for s in m.segments],
+            "chunker": m.chunker, "format_version": m.format_version, "writer": m.writer,
+        }
 
     def close(self) -> None:
-        self._db.close()
+        for seg in self.segments:
+            seg.close()
 
     def __enter__(self) -> Store:
         return self
@@ -272,14 +294,18 @@ class Store:
         self.close()
 
 
-def _check_schema(db: sqlite3.Connection, file: Path) -> None:
-    """Tables with the columns the store reads, and no views: a view runs arbitrary SQL on every
-    read (a recursive one never ends). Triggers never fire on a read-only connection."""
-    kinds = dict(db.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").fetchall())
-    views = sorted(name for name, kind in kinds.items() if kind == "view")
-    if views:
-        raise StoreError(f"{file} holds views ({', '.join(map(repr, views[:3]))}); a store's database has tables only")
-    for table, columns in TABLE_COLUMNS.items():
-        have = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')} if kinds.get(table) == "table" else set()
-        if not columns <= have:
-            raise StoreError(f"{file}: table {table!r} is missing or lacks columns {sorted(columns - have)}")
+def files_of(path: Path, manifest: Manifest) -> list[tuple[Path, FileMeta]]:
+    """Every file the manifest names, with its size and checksum."""
+    out = [(path / manifest.basis[0] / name, meta) for name, meta in manifest.basis[1].items()]
+    for s in manifest.segments:
+        out += [(path / s.dir / name, meta) for name, meta in s.files.items()]
+        if s.deleted is not None:
+            out.append((path / s.deleted.dir / s.deleted.file, s.deleted.meta))
+    return out
+
+
+def _global(c: ChunkRow, base: int) -> ChunkRow:
+    return ChunkRow(**{**asdict(c), "row": c.row + base})
+
+
+__all__ += ["MANIFEST", "files_of"]

@@ -1,45 +1,32 @@
-"""Write a new store generation: stream chunks and vectors in, swap the manifest atomically.
+"""Write to a store: new documents become one new segment, deleted ones tombstones; one commit.
 
-Crash safety: everything is written into ``DIR/.tmp-gNNNNNN-PID/``, fsynced, renamed to
-``DIR/gNNNNNN/``, and only then does ``manifest.json`` (written by rename) point at it. A crash
-at any moment leaves the previous manifest pointing at the previous, untouched generation.
-The writer holds the store's lock (``indexing.lock``) from before it reads the current
-generation until the commit; cleanup removes only folders the store created
-(``indexing.generations``) and keeps the previous generation for readers still opening it.
+``StoreWriter`` holds the store's lock (``indexing.lock``) from before it reads the current
+state until the commit. An incremental run writes only what changed: a segment of the new
+documents (``indexing.segment``), a tombstone file per segment that lost documents, and the
+manifest (``indexing.commit``: folders written aside, then one atomic manifest rename). After
+the commit, ``indexing.compact.plan`` may merge segments in a second commit under the same lock.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import sqlite3
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from indexing.chunk import Chunk, ChunkSettings
-from indexing.compress import Float8Codec, Pca, default_pca_dims, fit_pca
-from indexing.errors import ConfigError, StoreError
 from indexing import keyword
-from indexing.first_stage import INDEX_CODES, add_vectors, choose_ann, code_bytes, new_index, reduced_vectors, to_ivf
-from indexing.faiss_io import write_index_file
-from indexing.files import fsync_path, sha256_file, write_json_atomic
-from indexing.generations import MARKER, current_generation, is_ours, mark, new_tmp, next_generation, remove_stale
+from indexing.basis import BASIS_FILES_ORDER
+from indexing.chunk import Chunk, ChunkSettings
+from indexing.chunk_db import DocumentRecord
+from indexing.commit import Commit
+from indexing.compact import merge_into, plan, refit_basis
+from indexing.errors import ConfigError, StoreError
 from indexing.lock import StoreLock
-from indexing.manifest import FORMAT, FORMAT_VERSION, MANIFEST, writer_versions
-from indexing.store import (
-    DB_FILE, FULL_FILES, FULL_SCALE_FILE, INDEX_FILE, PCA_ENERGY_FILE, PCA_FILE, REDUCED_SCALE_FILE, Store,
-)
+from indexing.manifest import FULL_FILE, Compression, Manifest, Segment, Tombstones, writer_versions
+from indexing.segment import SegmentWriter, segment_files
+from indexing.store import Store
 
-SCHEMA = """
-CREATE TABLE documents(path TEXT PRIMARY KEY, source TEXT, title TEXT, sha256 TEXT, chunks INTEGER);
-CREATE TABLE chunks(row INTEGER PRIMARY KEY, doc_path TEXT, source TEXT, title TEXT, page INTEGER,
-                    start INTEGER, "end" INTEGER, text TEXT, extra TEXT);
-CREATE INDEX chunks_doc ON chunks(doc_path);
-"""
+__all__ = ["CompressionSettings", "DocumentRecord", "StoreWriter", "compact_store"]
 
 
 @dataclass(frozen=True)
@@ -50,21 +37,13 @@ class CompressionSettings:
     pca_variance: float | None = None
     dtype: str = "float8"
     full_dtype: str = "float8"  # rerank vectors: float8 (d bytes) or float16 (2d bytes, more recall at 1M)
-    ann: str = "auto"  # flat below first_stage.IVF_MIN_VECTORS vectors, IVF above
+    ann: str = "auto"  # per segment: flat below first_stage.IVF_MIN_VECTORS rows, IVF above
     nlist: int | None = None
     fit_sample: int = 50_000  # vectors buffered to fit PCA and scales before streaming the rest
 
 
-@dataclass(frozen=True)
-class DocumentRecord:
-    path: str
-    source: str
-    title: str
-    sha256: str
-
-
-class GenerationWriter:
-    """Builds the next generation of the store at ``store_dir``. Use as a context manager."""
+class StoreWriter:
+    """Adds and deletes documents of the store at ``store_dir``. Use as a context manager."""
 
     def __init__(
         self,
@@ -77,218 +56,184 @@ class GenerationWriter:
         lock: StoreLock | None = None,
         keywords: keyword.KeywordSettings | None = None,
     ) -> None:
-        """``lock``: the store's lock, already held by the caller (who read ``base`` under it);
-        without one the writer takes it and refuses a ``base`` that is no longer current."""
-        if compression.full_dtype not in ("float8", "float16"):  # checked before anything is written
-            raise ConfigError(f"full_dtype={compression.full_dtype!r} is not one of float8, float16")
+        """``base``: the store's current state (None: a new store, or ``--refit``); ``lock``: the
+        store's lock, already held by the caller (who read ``base`` under it); without one the
+        writer takes it and refuses a ``base`` that is no longer current."""
+        if compression.full_dtype not in FULL_FILE:  # checked before anything is written
+            raise ConfigError(f"full_dtype={compression.full_dtype!r} is not one of {', '.join(FULL_FILE)}")
         self.dir = Path(store_dir)
         self._own_lock = lock is None or not lock.held
         self._lock = (lock or StoreLock(self.dir)).acquire() if self._own_lock else lock
         try:
-            self.previous = current_generation(self.dir)  # read under the lock
-            if base is not None and base.manifest["generation"] != self.previous:
+            self._commit = Commit(self.dir)  # reads the current generation under the lock
+            if base is not None and base.manifest.generation != self._commit.previous:
                 raise StoreError(f"{self.dir} was changed by another writer since it was opened; run again")
-            self.generation = next_generation(self.dir, self.previous)
-            self.tmp = new_tmp(self.dir, self.generation, os.getpid())
         except BaseException:
             self._release()
             raise
         self.model, self.dim, self.chunker, self.compression, self.base = model, dim, chunker, compression, base
-        self._db = sqlite3.connect(self.tmp / DB_FILE)
-        self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
-        # the keyword index lives in the same file: an incremental run keeps the base's language
-        self.keywords = base.keyword_settings if base is not None and base.keyword_settings else (keywords or keyword.KeywordSettings())
-        keyword.create(self._db, self.keywords)
-        # an incremental run keeps the base's dtypes: kept rows are copied byte for byte
-        self.dtype = base.manifest["compression"]["dtype"] if base else compression.dtype
-        self.full_dtype = base.full_dtype if base else ("float8_e4m3fn" if compression.full_dtype == "float8" else "float16")
-        self._full = open(self.tmp / FULL_FILES[self.full_dtype], "wb")  # noqa: SIM115
-        self.n = 0
-        self._pending: list[np.ndarray] = []  # (m, d) float32 batches waiting for the fit
-        self._pending_n = 0
-        self.pca: Pca | None = None
-        self.index = None
-        self.fit_vectors = 0  # how many vectors the PCA basis was fitted on
-        if base is not None:  # incremental: keep the basis, scales and trained index
-            self.fit_vectors = int(base.manifest["compression"].get("pca_fit_vectors", base.n))
-            self.pca, self.reduced_codec, self.full_codec = base.pca, base.reduced_codec, base.full_codec
-            import faiss
+        self.keywords = (base.keyword_settings if base is not None else None) or keywords or keyword.KeywordSettings()
+        # an incremental run keeps the base's dtypes: new segments are searched beside the old
+        self.dtype = base.manifest.compression.dtype if base else compression.dtype
+        self.full_dtype = base.full_dtype if base else compression.full_dtype
+        self._base_docs = base.document_records() if base is not None else {}
+        self.deleted: set[str] = set()
+        self._segment: SegmentWriter | None = None
 
-            self.index = faiss.clone_index(base.index)
-            self.index.reset()
+    # -- changes ----------------------------------------------------------------------------
+    def keep(self, doc_paths: set[str]) -> None:
+        """Keep these documents of the base; every other one is deleted."""
+        self.deleted |= set(self._base_docs) - set(doc_paths)
 
-    # -- adding content ---------------------------------------------------------------------
-    def keep(self, doc_paths: set[str], batch: int = 65_536) -> None:
-        """Copy the given documents' chunks and vectors from the base generation, unchanged."""
-        if self.base is None or not doc_paths:
-            return
-        self._db.executemany("INSERT INTO documents VALUES (?,?,?,?,?)", self.base.document_rows(doc_paths))
-        rows = self.base.rows_of(doc_paths)
-        for i in range(0, len(rows), batch):
-            part = rows[i : i + batch]  # (b,)
-            self._insert_chunks(self.base.chunks(part.tolist()))
-            self._full.write(np.ascontiguousarray(self.base.full[part]).tobytes())
-            add_vectors(self.index, reduced_vectors(self.base.index, part), self.reduced_codec)
+    def delete(self, doc_paths: set[str]) -> None:
+        """Delete these documents of the base (paths it does not hold are ignored)."""
+        self.deleted |= set(doc_paths) & set(self._base_docs)
 
     def add(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
-        """Add a new document: its chunks and their unit-length embeddings (m, d)."""
-        if vectors.shape != (len(chunks), self.dim):
-            raise ConfigError(f"got {vectors.shape} vectors for {len(chunks)} chunks of dim {self.dim}")
-        self._db.execute("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?)", (doc.path, doc.source, doc.title, doc.sha256, len(chunks)))
-        self._insert_chunks(chunks)
-        if self.pca is None:
-            self._pending.append(np.asarray(vectors, np.float32))
-            self._pending_n += len(vectors)
-            if self._pending_n >= self.compression.fit_sample:
-                self._fit_and_flush()
-        else:
-            self._write_vectors(vectors)
+        """Add a document (replacing the base's document at the same path): its chunks and their
+        unit-length embeddings (m, d)."""
+        if doc.path in self._base_docs:
+            self.deleted.add(doc.path)
+        if self._segment is None:
+            name, folder = self._commit.new_folder()
+            c = self.compression
+            self._segment = SegmentWriter(folder, self.dim, self.dtype, self.full_dtype, self.keywords,
+                                          self.base.basis if self.base else None, c.pca_dims, c.pca_variance, c.fit_sample, name)
+        self._segment.add(doc, chunks, vectors)
 
-    def _insert_chunks(self, chunks: Iterable[Chunk]) -> None:
-        rows = []
-        for c in chunks:
-            rows.append((self.n, c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text, c.extra))
-            self.n += 1
-        self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)", rows)
-        keyword.add(self._db, [(r[0], r[3], r[7]) for r in rows])
+    @property
+    def changed(self) -> bool:
+        return self._segment is not None or bool(self.deleted)
 
-    def _fit_and_flush(self) -> None:
-        x = np.concatenate(self._pending) if self._pending else np.zeros((0, self.dim), np.float32)  # (m, d)
-        c = self.compression
-        dims = c.pca_dims if c.pca_dims is not None or c.pca_variance is not None else default_pca_dims(self.dim)
-        self.pca = fit_pca(x, dims=dims, variance=c.pca_variance, max_samples=c.fit_sample)
-        self.fit_vectors = min(len(x), c.fit_sample)
-        xr = self.pca.transform(x)  # (m, p)
-        self.reduced_codec = Float8Codec.for_unit_vectors(self.pca.dims)
-        self.full_codec = Float8Codec.for_unit_vectors(self.dim)
-        # Stream into a flat index; IVF is built at commit, when the corpus size (hence nlist) is known.
-        self.index = new_index(xr, self.dtype, "flat", codec=self.reduced_codec)
-        self._pending, self._pending_n = [], 0
-        self._write_vectors(x)
-
-    def _write_vectors(self, x: np.ndarray) -> None:
-        if self.full_dtype == "float16":
-            self._full.write(np.asarray(x, np.float16).tobytes())  # (m, d) float16
-        else:
-            self._full.write(self.full_codec.encode(x).tobytes())  # (m, d) uint8
-        add_vectors(self.index, self.pca.transform(x), self.reduced_codec)
-
-    def _refit_if_outgrown(self, batch: int = 65_536) -> None:
-        """A basis fitted on few vectors (say, a store started from one small file) is refitted
-        once the store holds more than twice as many, from the stored full vectors: no
-        re-embedding. Bases fitted on ``fit_sample`` vectors or more are kept for good."""
-        if self.base is None or self.fit_vectors >= min(self.compression.fit_sample, self.n // 2):
-            return
-        self._full.flush()
-        stored = np.memmap(self._full.name, mode="r", shape=(self.n, self.dim),
-                           dtype=np.float16 if self.full_dtype == "float16" else np.uint8)
-
-        def full(rows: np.ndarray | slice) -> np.ndarray:  # -> (m, d) float32
-            part = stored[rows]
-            return part.astype(np.float32) if self.full_dtype == "float16" else self.full_codec.decode(part)
-
-        rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(self.n, min(self.n, self.compression.fit_sample), replace=False))
-        x = full(sample)  # (s, d)
-        self.pca = fit_pca(x, dims=self.pca.dims)
-        self.fit_vectors = len(x)
-        self.index = new_index(self.pca.transform(x), self.dtype, "flat", codec=self.reduced_codec)
-        for i0 in range(0, self.n, batch):
-            add_vectors(self.index, self.pca.transform(full(slice(i0, i0 + batch))), self.reduced_codec)
-
-    # -- finishing --------------------------------------------------------------------------
-    def commit(self) -> dict[str, Any]:
-        """Write the remaining files, switch the manifest to this generation, drop old ones."""
-        import faiss
-
-        if self.pca is None:
-            if self._pending_n == 0:
-                raise ConfigError("nothing to index: no document produced any text")
-            self._fit_and_flush()
-        self._refit_if_outgrown()
-        keyword.finish(self._db)
-        if choose_ann(self.compression.ann, self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):
-            self.index = to_ivf(self.index, self.dtype, self.reduced_codec, self.compression.nlist)
-        self._db.commit()
-        n_docs = self._db.execute("SELECT count(*) FROM documents").fetchone()[0]
-        self._db.close()
-        self._full.close()
-        write_index_file(self.index, self.tmp / INDEX_FILE)  # any path, also one that is not UTF-8
-        for name, arr in ((PCA_FILE, self.pca.components), (PCA_ENERGY_FILE, self.pca.energy),
-                          (REDUCED_SCALE_FILE, self.reduced_codec.scale), (FULL_SCALE_FILE, self.full_codec.scale)):
-            np.save(self.tmp / name, np.ascontiguousarray(arr, np.float32), allow_pickle=False)
-        files = {}
-        for file in sorted(f for f in self.tmp.iterdir() if f.name != MARKER):
-            fsync_path(file)
-            files[file.name] = {"bytes": file.stat().st_size, "sha256": sha256_file(file)}
-        fsync_path(self.tmp)
-        final = self.dir / self.generation  # next_generation() picked a name no folder has
-        os.replace(self.tmp, final)
-        fsync_path(self.dir)
-        manifest = self._manifest(files, n_docs)
-        write_json_atomic(self.dir / MANIFEST, manifest)
-        self._cleanup()
+    # -- commit -----------------------------------------------------------------------------
+    def commit(self) -> Manifest:
+        """Publish the new segment and tombstones (one atomic step), then compact if due."""
+        try:
+            manifest = self._publish()
+            old = self.base is not None and self.base.keyword_settings is None  # no keyword index yet: rewrite it all
+            manifest = _compact_if(self.dir, manifest, self.compression, self.keywords, everything=old)
+        finally:
+            self._release()
         return manifest
 
-    def _manifest(self, files: dict[str, Any], n_docs: int) -> dict[str, Any]:
-        import faiss
+    def _publish(self) -> Manifest:
+        base, c = self.base, self._commit
+        if self._segment is None and base is None:
+            raise ConfigError("nothing to index: no document produced any text")
+        segments = list(base.manifest.segments) if base else []
+        documents = base.manifest.documents - len(self.deleted) if base else 0
+        for i, seg in enumerate(segments):
+            gone = [d for p, (s, d) in self._base_docs.items() if s == i and p in self.deleted]
+            if gone:
+                segments[i] = self._tombstone(base, i, gone)
+        basis_entry = base.manifest.basis if base else None
+        basis = base.basis if base else None
+        if self._segment is not None:
+            entry = self._segment.finish(self.compression.ann if base is None else base.manifest.compression.ann, self.compression.nlist)
+            name = entry.dir
+            files = list(segment_files(self.full_dtype))
+            if basis is None:
+                basis = self._segment.basis
+                basis.save(c.folders[name])
+                basis_entry = (name, c.file_metas(name, BASIS_FILES_ORDER))
+            segments.append(replace(entry, files=c.file_metas(name, files)))
+            documents += entry.documents
+        comp = Compression(basis.pca.dims, float(basis.pca.energy.sum()), basis.fit_vectors, self.dtype,
+                           base.manifest.compression.ann if base else self.compression.ann, self.full_dtype, self.dim)
+        manifest = Manifest(c.generation, self.model, self.dim, comp, asdict(self.chunker), basis_entry, tuple(segments),
+                            documents, self.keywords.manifest(), base.manifest.fusion if base else None, writer_versions())
+        c.publish(manifest)
+        return manifest
 
-        p = self.pca.dims
-        ivf = isinstance(self.index, faiss.IndexIVF)
-        code = INDEX_CODES[self.dtype]
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "writer": writer_versions(),
-            "generation": self.generation,
-            "embedding": {"model": self.model, "dim": self.dim, "normalized": True},
-            "compression": {
-                "pca_dims": p,
-                "pca_energy_kept": float(self.pca.energy.sum()),
-                "pca_fit_vectors": self.fit_vectors,
-                "pca_centered": False,
-                "dtype": self.dtype,
-                "ann": "ivf" if ivf else "flat",
-                "nlist": int(self.index.nlist) if ivf else None,
-                "nprobe": int(self.index.nprobe) if ivf else None,
-                "index_key": f"PCA{p}," + (f"IVF{self.index.nlist}," if ivf else "") + code,
-                "bytes_per_vector": code_bytes(self.index),
-                "full_dtype": self.full_dtype,
-                "full_bytes_per_vector": self.dim * (2 if self.full_dtype == "float16" else 1),
-            },
-            "chunker": asdict(self.chunker),
-            "keyword": self.keywords.manifest(),
-            **({"fusion": self.base.manifest["fusion"]} if self.base is not None and "fusion" in self.base.manifest else {}),
-            "counts": {"chunks": self.n, "documents": n_docs},
-            "files": files,
-        }
-
-    def _cleanup(self) -> None:
-        """Drop what earlier runs left, keeping this generation and the one it replaced."""
-        if self.previous:
-            mark(self.dir / self.previous)  # the store made it: the next commit may drop it
-        remove_stale(self.dir, {self.generation, self.previous or self.generation})
-        self._release()
+    def _tombstone(self, base: Store, i: int, gone: list[DocumentRecord]) -> Segment:
+        """Segment ``i`` of the base with the rows of ``gone`` added to its deleted rows."""
+        seg = base.segments[i]
+        dead = np.zeros(seg.rows, bool) if seg.dead is None else seg.dead.copy()
+        for d in gone:
+            if d.first_row is None:
+                raise StoreError(f"{base.path}: document {d.path!r} has no rows; the store is damaged, rebuild with --refit")
+            dead[d.first_row : d.first_row + d.chunks] = True
+        name = self._commit.generation
+        file = f"deleted-{seg.entry.dir}.npy"
+        np.save(self._commit.folders[name] / file, np.flatnonzero(dead).astype(np.int64), allow_pickle=False)
+        meta = self._commit.file_metas(name, [file])[file]
+        return replace(seg.entry, documents=seg.entry.documents, deleted=Tombstones(name, file, int(dead.sum()), meta))
 
     def abort(self) -> None:
-        """Drop the unfinished generation; the store stays as it was."""
-        for closer in (self._db.close, self._full.close):
-            try:
-                closer()
-            except Exception:  # noqa: BLE001 - best effort while already failing
-                pass
-        if is_ours(self.tmp):
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        """Drop everything written; the store stays as it was."""
+        if self._segment is not None:
+            self._segment.abort()
+        self._commit.abort()
         self._release()
 
     def _release(self) -> None:
         if self._own_lock:
             self._lock.release()
 
-    def __enter__(self) -> GenerationWriter:
+    def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is not None:
             self.abort()
 
+
+def _compact_if(store_dir: Path, manifest: Manifest, settings: CompressionSettings, keywords: keyword.KeywordSettings,
+                everything: bool = False) -> Manifest:
+    """Run the automatic compaction ``compact.plan`` asks for (all segments: ``everything``)."""
+    with Store(store_dir, manifest, lazy=True) as store:
+        chosen, refit = plan(store, settings.fit_sample)
+        if everything:
+            chosen = list(range(len(manifest.segments)))
+        if not chosen:
+            return manifest
+        return _compact(store, chosen, refit, settings.fit_sample, keywords)
+
+
+def compact_store(store_dir: str | Path, refit: bool = False, wait: float = 0.0, fit_sample: int = 50_000) -> tuple[Manifest, Manifest]:
+    """``rag compact``: merge every segment into one, dropping deleted rows (``refit``: fit the
+    PCA again on the live vectors). Returns the manifests before and after."""
+    with StoreLock(Path(store_dir), wait) as _, Store.open(store_dir, verify=False, lazy=True) as store:
+        keywords = store.keyword_settings or keyword.KeywordSettings()
+        return store.manifest, _compact(store, list(range(len(store.segments))), refit, fit_sample, keywords)
+
+
+def _compact(store: Store, chosen: list[int], refit: bool, fit_sample: int, keywords: keyword.KeywordSettings) -> Manifest:
+    """One commit replacing segments ``chosen`` by one merged segment (none if nothing is live)."""
+    m = store.manifest
+    commit = Commit(store.path)
+    try:
+        if refit:
+            chosen = list(range(len(m.segments)))
+        basis = refit_basis(store, chosen, fit_sample) if refit and store.n else store.basis
+        name, folder = commit.new_folder()
+        writer = SegmentWriter(folder, m.dim, m.compression.dtype, m.compression.full_dtype, keywords, basis, name=name)
+        merge_into(writer, store, chosen, same_basis=basis is store.basis)
+        entry = writer.finish(m.compression.ann)
+        merged = [replace(entry, files=commit.file_metas(name, segment_files(m.compression.full_dtype)))] if entry.rows else []
+        basis_entry = m.basis
+        if basis is not store.basis:
+            basis.save(folder)
+            basis_entry = (name, commit.file_metas(name, BASIS_FILES_ORDER))
+        segments = [s for i, s in enumerate(m.segments) if i not in chosen]
+        segments[min(chosen):min(chosen)] = merged
+        comp = replace(m.compression, pca_energy_kept=float(basis.pca.energy.sum()), pca_fit_vectors=basis.fit_vectors)
+        new = replace(m, generation=commit.generation, segments=tuple(segments), basis=basis_entry, compression=comp,
+                      keyword=keywords.manifest(), writer=writer_versions(), format_version=2)
+        commit.publish(new)
+    except BaseException:
+        commit.abort()
+        raise
+    return new
+
+
+def set_fusion(store_dir: str | Path, section: dict, lock: StoreLock) -> None:
+    """Record the store's fusion weights (``rag eval --calibrate``) in its manifest; the caller
+    holds ``lock``. Nothing else changes (same generation, same files)."""
+    from indexing.files import write_json_atomic
+    from indexing.manifest import MANIFEST, read_manifest
+
+    if not lock.held:
+        raise StoreError("set_fusion needs the store's lock held")
+    store_dir = Path(store_dir)
+    write_json_atomic(store_dir / MANIFEST, read_manifest(store_dir).with_fusion(section).to_json())

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from indexing.errors import ConfigError
-from rag.cli import clean, positive_int, print_json
+from rag.cli_util import clean, note_caps, positive_int, print_json
 from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
@@ -40,7 +40,6 @@ def add_chat_commands(sub: Any) -> None:
 def cmd_ask(args: argparse.Namespace) -> int:
     from rag.answer import make_answerer
     from rag.chat import RagChat
-    from rag.cli_commands import note_caps
     from rag.retrieve import Retriever
 
     if not args.question.strip():

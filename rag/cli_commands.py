@@ -7,8 +7,10 @@ import sys
 from typing import Any
 
 from indexing.embed import BACKENDS
-from rag.cli import EXIT_SKIPPED, TqdmProgress, clean, positive_int, print_json
+from rag.cli_chat import add_chat_commands
+from rag.cli_eval import add_eval_commands
 from rag.cli_ray import add_ray_flags, ray_options
+from rag.cli_util import EXIT_SKIPPED, TqdmProgress, clean, note_caps, positive_int, print_json
 from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 
@@ -52,10 +54,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    from rag.cli_chat import add_chat_commands
+    p = sub.add_parser("compact", help="merge a store's segments into one, dropping deleted rows")
+    p.add_argument("--store", required=True)
+    p.add_argument("--refit", action="store_true", help="also fit the PCA basis again on the live vectors")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another writer to finish")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compact)
 
     add_chat_commands(sub)
-    from rag.cli_eval import add_eval_commands
     add_eval_commands(sub)
 
 
@@ -102,46 +108,32 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def note_caps(k: int, oversample: int, n: int) -> None:
-    """One line on stderr when -k or -k x --oversample asks for more chunks than the store holds
-    (the retriever caps both at the store size)."""
-    if k > n and k != DEFAULT_K:
-        print(f"note: -k {k} is more than the {n} chunks in the store; returning at most {n}", file=sys.stderr)
-    elif oversample != DEFAULT_OVERSAMPLE and k * oversample > n:
-        print(f"note: -k {k} x --oversample {oversample} is more than the {n} chunks in the store; "
-              f"reranking all {n}", file=sys.stderr)
-
-
 def store_info(store_dir: str) -> dict[str, Any]:
     """The facts ``rag info`` prints."""
     from indexing.store import Store
 
-    with Store.open(store_dir, verify=False) as store:
-        m = store.manifest
-        comp = m["compression"]
-        return {
-            "store": str(store.path), "generation": m["generation"], "chunks": store.n,
-            "documents": m["counts"]["documents"], "model": m["embedding"]["model"], "dim": store.dim,
-            "pca_dims": comp["pca_dims"], "pca_energy_kept": comp["pca_energy_kept"], "dtype": comp["dtype"],
-            "ann": comp["ann"], "index_key": comp["index_key"], "bytes_per_vector": store.bytes_per_vector,
-            "float32_bytes_per_vector": 4 * store.dim,
-            "compression_ratio": round(4 * store.dim / store.bytes_per_vector, 2),
-            "full_dtype": comp["full_dtype"], "full_bytes_per_vector": comp["full_bytes_per_vector"], "store_bytes": store.store_bytes,
-            **keyword_info(store),
-            "chunker": m["chunker"], "format_version": m["format_version"], "writer": m["writer"],
-        }
-
-
-def keyword_info(store: Any) -> dict[str, Any]:
-    """Keyword index size beside the vectors' (None for a store without one)."""
     from rag.fusion import FusionSettings
 
-    size = store.keyword_bytes()
-    fusion = FusionSettings.from_manifest(store.manifest)
-    return {"keyword_language": (store.manifest.get("keyword") or {}).get("language"), "keyword_index_bytes": size,
-            "keyword_bytes_per_chunk": round(size / store.n, 1) if size is not None and store.n else None,
-            "fusion": {"dense_weight": fusion.dense_weight, "adaptive": fusion.adaptive,
-                       "source": (store.manifest.get("fusion") or {}).get("source", "default")}}
+    with Store.open(store_dir, verify=False) as store:
+        fusion = FusionSettings.from_manifest(store.manifest.fusion)
+        return store.info() | {"fusion": {"dense_weight": fusion.dense_weight, "adaptive": fusion.adaptive,
+                                          "source": (store.manifest.fusion or {}).get("source", "default")}}
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from indexing.writer import compact_store
+
+    before, after = compact_store(args.store, refit=args.refit, wait=args.wait)
+    summary = {"store": args.store, "generation": after.generation, "segments_before": len(before.segments),
+               "segments": len(after.segments), "deleted_rows_dropped": before.deleted, "chunks": after.chunks,
+               "format_version_before": before.format_version}
+    if args.json:
+        print_json(summary)
+    else:
+        note = " (migrated from format 1)" if before.format_version == 1 else ""
+        print(clean(f"{args.store}: {len(before.segments)} segments -> {len(after.segments)}, "
+                    f"{before.deleted} deleted rows dropped, {after.chunks} chunks{note}"))
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:

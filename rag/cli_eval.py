@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from indexing.errors import ConfigError, GenerationError
-from rag.cli import check_writable, non_negative_int, positive_int
+from rag.cli_util import check_writable, non_negative_int, positive_int
 from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
 

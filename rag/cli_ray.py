@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rag.cli import positive_int
+from rag.cli_util import positive_int
 
 
 def add_ray_flags(parser: argparse.ArgumentParser, workers: bool = False) -> None:

@@ -28,7 +28,7 @@ from rag.fusion import DEFAULT_MODE
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE, Hit
 
 if TYPE_CHECKING:
-    from rag.evaluate import BeirData
+    from rag.eval_data import BeirData
 
 __all__ = ["answer_quality", "check_llms", "exact_match", "make_answerers", "normalize_answer", "parse_llms", "token_f1"]
 Checkpoint = Callable[[dict[str, Any]], None]

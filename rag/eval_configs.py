@@ -2,7 +2,7 @@
 
 Each configuration is a first stage (PCA dims, code dtype) with or without the float8
 full-vector rerank. Every configuration with PCA, the default store included, is measured
-through the product itself: a temporary store written by ``GenerationWriter`` and searched by
+through the product itself: a temporary store written by ``StoreWriter`` and searched by
 ``Retriever.search_vectors``, so the numbers follow whatever the writer and retriever do. Only
 the references without PCA (float32 flat, float8 and SQ8 on full dims), which ``rag index``
 cannot build, are flat FAISS indexes in memory.
@@ -89,7 +89,7 @@ def sweep_configs(d: int, oversample: int = DEFAULT_OVERSAMPLE) -> list[SearchCo
 
 
 class StorePool:
-    """Temporary stores written by ``GenerationWriter``, one chunk per document, one store per
+    """Temporary stores written by ``StoreWriter``, one chunk per document, one store per
     (pca_dims, dtype) with the product's default settings otherwise. Use as a context manager."""
 
     def __init__(self, xb: np.ndarray, model: str, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> None:
@@ -100,14 +100,14 @@ class StorePool:
     def retriever(self, pca_dims: int, dtype: str):  # type: ignore[no-untyped-def]
         """The Retriever over the store of (pca_dims, dtype), written on first use."""
         from indexing.chunk import Chunk, ChunkSettings
-        from indexing.writer import DocumentRecord, GenerationWriter
+        from indexing.writer import DocumentRecord, StoreWriter
         from rag.retrieve import Retriever
 
         key = (pca_dims, dtype)
         if key not in self._open:
             path = self.root / f"PCA{pca_dims}-{dtype}"
             settings = CompressionSettings(pca_dims=pca_dims, dtype=dtype)
-            with GenerationWriter(path, self.model, self.xb.shape[1], ChunkSettings(), settings) as writer:
+            with StoreWriter(path, self.model, self.xb.shape[1], ChunkSettings(), settings) as writer:
                 for i, doc_id in enumerate(self.ids):
                     title, text = self.titles[i], self.texts[i]
                     chunk = Chunk(doc_id, doc_id, title, None, 0, len(text), text)
@@ -140,8 +140,8 @@ class StoreSearcher:
         self.retriever, self.config = retriever, config
         store = retriever.store
         self.bytes_per_vector = store.bytes_per_vector
-        self.rerank_bytes_per_vector = int(store.manifest["compression"]["full_bytes_per_vector"]) if config.rerank else 0
-        self.ann = store.manifest["compression"]["ann"]
+        self.rerank_bytes_per_vector = store.manifest.compression.full_bytes_per_vector if config.rerank else 0
+        self.ann = store.manifest.segments[0].ann if store.manifest.segments else "flat"
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.retriever.search_vectors(xq, k, self.config.oversample, rerank=self.config.rerank)

@@ -17,7 +17,7 @@ import numpy as np
 from rag.fusion import MODES, FusionSettings
 
 if TYPE_CHECKING:
-    from rag.evaluate import BeirData
+    from rag.eval_data import BeirData
     from rag.retrieve import Retriever
 
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # dense weights --calibrate tries
@@ -89,7 +89,7 @@ def modes_report(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, o
                  calibrate_weights: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """What ``rag eval`` adds: ``modes`` (dense/keyword/hybrid of the default store), ``best_mode``
     and, with ``calibrate_weights``, ``calibration`` (automatic fusion vs the best on these qrels)."""
-    from rag.evaluate import retrieval_metrics, run_from_ids
+    from rag.eval_data import retrieval_metrics, run_from_ids
 
     def metrics(I: np.ndarray, I_deep: np.ndarray) -> dict[str, float]:
         return retrieval_metrics(data.qrels, run_from_ids(I, data.query_ids, data.doc_ids),

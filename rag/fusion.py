@@ -62,9 +62,9 @@ class FusionSettings:
             raise ConfigError(f"dense weight {self.dense_weight} must be between 0 and 1")
 
     @classmethod
-    def from_manifest(cls, manifest: dict) -> FusionSettings:
-        """The store's calibrated fusion (``manifest["fusion"]``), or the default."""
-        section = manifest.get("fusion") or {}
+    def from_manifest(cls, section: dict | None) -> FusionSettings:
+        """The store's calibrated fusion (the manifest's ``fusion`` section), or the default."""
+        section = section or {}
         w = section.get("dense_weight")
         if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0.0 <= w <= 1.0:
             return cls()
@@ -122,22 +122,21 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, settings: FusionSettings,
 def save_fusion(store_dir: str | Path, settings: FusionSettings, source: str, measured: dict | None = None) -> dict:
     """Record ``settings`` as the store's fusion (``manifest["fusion"]``), atomically, under the
     writers' lock (``StoreLock``); ``source`` says where they come from (e.g. "rag eval --calibrate on DATASET")."""
-    from indexing.files import write_json_atomic
     from indexing.lock import StoreLock, StoreLockedError
-    from indexing.manifest import MANIFEST, read_manifest
+    from indexing.manifest import read_manifest
+    from indexing.writer import set_fusion
 
     store_dir = Path(store_dir)
-    manifest = read_manifest(store_dir)
+    read_manifest(store_dir)  # a clear error for a folder that is not a store, before any lock file
     lock = StoreLock(store_dir)
     try:
         lock.acquire()
     except StoreLockedError as exc:  # its hint names `rag index --wait`, which this caller does not have
         raise StoreLockedError(f"{str(exc).rsplit('; ', 1)[0]}; run this again when it has finished") from exc
     try:
-        manifest = read_manifest(store_dir)  # re-read under the lock
-        manifest["fusion"] = {"dense_weight": settings.dense_weight, "adaptive": settings.adaptive, "source": source,
-                              **({"measured": measured} if measured else {})}
-        write_json_atomic(store_dir / MANIFEST, manifest)
+        section = {"dense_weight": settings.dense_weight, "adaptive": settings.adaptive, "source": source,
+                   **({"measured": measured} if measured else {})}
+        set_fusion(store_dir, section, lock)
     finally:
         lock.release()
-    return manifest["fusion"]
+    return section

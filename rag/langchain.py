@@ -9,7 +9,6 @@ No langchain-community, no pickle: the store on disk is the same one ``rag index
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -26,9 +25,9 @@ from indexing.chunk import Chunk, ChunkSettings
 from indexing.embed import DEFAULT_MODEL, Embedder, load_embedder, normalize
 from indexing.errors import ConfigError
 from indexing.generations import current_generation
-from indexing.manifest import MANIFEST, read_manifest
+from indexing.manifest import read_manifest
 from indexing.store import Store
-from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
+from indexing.writer import CompressionSettings, DocumentRecord, StoreWriter
 from rag.langchain_rows import ChunkTable, Filter, to_document, top_rows
 from rag.retrieve import DEFAULT_OVERSAMPLE, Retriever
 
@@ -106,8 +105,8 @@ class CompressedVectorStore(VectorStore):
         with self._lock:
             if self._embedder is None:
                 model = DEFAULT_MODEL
-                if (self.store_dir / MANIFEST).exists():
-                    model = read_manifest(self.store_dir)["embedding"]["model"]
+                if Store.exists(self.store_dir):
+                    model = read_manifest(self.store_dir).model
                 self._embedder = load_embedder(model)
             return self._embedder
 
@@ -115,12 +114,12 @@ class CompressedVectorStore(VectorStore):
         """The current generation (opened once per write), or None while the store is empty.
         Searches take it without waiting for a write: they finish on the generation they got."""
         opened = self._opened
-        if opened is not None and opened[0].store.manifest["generation"] == current_generation(self.store_dir):
+        if opened is not None and opened[0].store.manifest.generation == current_generation(self.store_dir):
             return opened
         with self._lock:  # first use, or another writer (process or instance) committed since
-            if self._opened is not None and self._opened[0].store.manifest["generation"] != current_generation(self.store_dir):
+            if self._opened is not None and self._opened[0].store.manifest.generation != current_generation(self.store_dir):
                 self._opened = None
-            if self._opened is None and (self.store_dir / MANIFEST).exists():
+            if self._opened is None and Store.exists(self.store_dir):
                 retriever = Retriever(Store.open(self.store_dir), self._get_embedder())
                 self._opened = (retriever, ChunkTable(retriever.store))
             return self._opened
@@ -171,19 +170,14 @@ class CompressedVectorStore(VectorStore):
 
     def _write_generation(self, embedder: Embedder, base: Store | None, keep: set[str],
                           add: list[tuple[str, str, dict[str, Any], np.ndarray]]) -> None:
-        with GenerationWriter(self.store_dir, embedder.model_id, embedder.dim, ChunkSettings(), self.compression, base) as writer:
-            if not keep and not add:  # everything deleted: a store cannot be empty, so it goes
-                (self.store_dir / MANIFEST).unlink()
-                shutil.rmtree(base.gen_dir, ignore_errors=True)  # type: ignore[union-attr]
-                writer.abort()
-            else:
-                writer.keep(keep)
-                for doc_id, text, meta, vec in add:
-                    source = str(meta.get("source", doc_id))  # what citations in `rag chat` show
-                    page = meta.get("page") if type(meta.get("page")) is int else None
-                    chunk = Chunk(doc_id, source, str(meta.get("title", "")), page, 0, len(text), text, _to_json(meta))
-                    writer.add(DocumentRecord(doc_id, source, chunk.title, ""), [chunk], np.asarray(vec, np.float32)[None, :])
-                writer.commit()
+        with StoreWriter(self.store_dir, embedder.model_id, embedder.dim, ChunkSettings(), self.compression, base) as writer:
+            writer.keep(keep)  # everything deleted leaves an empty store (readers never see it vanish)
+            for doc_id, text, meta, vec in add:
+                source = str(meta.get("source", doc_id))  # what citations in `rag chat` show
+                page = meta.get("page") if type(meta.get("page")) is int else None
+                chunk = Chunk(doc_id, source, str(meta.get("title", "")), page, 0, len(text), text, _to_json(meta))
+                writer.add(DocumentRecord(doc_id, source, chunk.title, ""), [chunk], np.asarray(vec, np.float32)[None, :])
+            writer.commit()
 
     # -- reading ----------------------------------------------------------------------------
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:

@@ -5,9 +5,8 @@ its id as its document path (one chunk per document). A chunk indexed from a fil
 ``rag index`` (``extra`` empty) has its provenance as metadata, ``{source, title, page, start,
 end}``, as LangChain loaders give theirs, and the id ``path#page:start``.
 
-Queries go through the caller's ``Store`` (``Store.read``: its read-only, time-limited,
-schema-checked connection to the generation it has open), so they never see another
-generation's rows.
+Look-ups go through the caller's ``Store`` (its segments' read-only, time-limited, schema-checked
+chunk databases, deleted rows left out), so they never see another commit's rows.
 """
 
 from __future__ import annotations
@@ -20,10 +19,9 @@ import numpy as np
 from langchain_core.documents import Document
 
 from indexing.errors import ConfigError
-from indexing.store import ChunkRow, Store
+from indexing.store import Store
 
 PROVENANCE = ("source", "title", "page", "start", "end")  # metadata of a chunk indexed from a file
-COLUMNS = 'doc_path, source, title, page, start, "end", text, extra, row'  # ChunkRow's fields, in order
 Filter = dict[str, Any] | Callable[[Document], bool]
 
 
@@ -57,8 +55,7 @@ def to_document(c: StoredChunk) -> Document:
 
 
 class ChunkTable:
-    """SQL look-ups on the chunk table of one open store generation, through the store's own
-    read-only connection (``Store.read``), so they never see another generation's rows."""
+    """Look-ups on the chunks of one open store (its committed state), as LangChain documents."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -68,10 +65,8 @@ class ChunkTable:
         paths = sorted({i for i in ids} | {i.rsplit("#", 1)[0] for i in ids if "#" in i})
         found: dict[str, Document] = {}
         for b in range(0, len(paths), batch):
-            part = paths[b : b + batch]
-            rows = self.store.read(f"SELECT {COLUMNS} FROM chunks WHERE doc_path IN ({','.join('?' * len(part))})", part)
-            for r in rows:
-                doc = to_document(ChunkRow(*r))
+            for c in self.store.chunks_of(paths[b : b + batch]):
+                doc = to_document(c)
                 found[doc.id] = doc  # type: ignore[index]
         return [found[i] for i in ids if i in found]
 
@@ -100,18 +95,11 @@ class ChunkTable:
                 column_test, column_params = (f"{column} = ?", [value]) if column else ("0", [])
             where.append(f"(CASE WHEN COALESCE(extra, '') != '' THEN {json_test} ELSE {column_test} END)")
             params += json_params + column_params
-        rows = self.store.read(f"SELECT row FROM chunks WHERE {' AND '.join(where)} ORDER BY row", params)
-        return np.asarray([r for (r,) in rows], np.int64)
+        return self.store.rows_where(" AND ".join(where), params)
 
-    def _all_documents(self, batch: int = 10_000) -> Iterator[tuple[int, Document]]:
-        last = -1
-        while True:
-            rows = self.store.read(f"SELECT {COLUMNS} FROM chunks WHERE row > ? ORDER BY row LIMIT ?", [last, batch])
-            if not rows:
-                return
-            for r in rows:
-                yield r[-1], to_document(ChunkRow(*r))
-            last = rows[-1][-1]
+    def _all_documents(self) -> Iterator[tuple[int, Document]]:
+        for c in self.store.iter_chunks():
+            yield c.row, to_document(c)
 
 
 def top_rows(store: Store, xq: np.ndarray, k: int, rows: np.ndarray, block: int = 16_384) -> list[tuple[int, float]]:

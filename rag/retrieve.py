@@ -1,5 +1,6 @@
-"""Search a store: reduced float8 search in FAISS for ``k * oversample`` candidates, then rerank
-them with the float8 full vectors and return the best ``k``. ``mode="hybrid"`` (the default)
+"""Search a store: embed the query, search the store (``indexing.search``: reduced float8 search
+for ``k * oversample`` candidates over every segment, then a rerank with the float8 full vectors,
+best ``k`` kept), and return hits. ``mode="hybrid"`` (the default)
 also asks the store's keyword index (BM25) and fuses both legs (rag.fusion); ``"keyword"`` is
 BM25 alone, ``"dense"`` the vectors alone."""
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from indexing.embed import Embedder, load_embedder
 from indexing.errors import ConfigError, StoreMismatchError
-from indexing.float8_scan import float8_search
+from indexing.search import search as dense_search
 from indexing.store import Store
 from indexing.keyword import query_terms
 from rag.fusion import DEFAULT_MODE, KEYWORD_TOP, POOL, FusionSettings, check_mode, fuse, keyword_coverage
@@ -50,16 +51,13 @@ class Retriever:
 
     def __init__(self, store: Store, embedder: Embedder | None = None) -> None:
         self.store = store
-        emb = store.manifest["embedding"]
-        if embedder is not None and (embedder.model_id != emb["model"] or embedder.dim != emb["dim"]):
+        m = store.manifest
+        if embedder is not None and (embedder.model_id != m.model or embedder.dim != m.dim):
             raise StoreMismatchError(
-                f"store {store.path} was built with {emb['model']!r} (dim {emb['dim']}); the retriever was "
+                f"store {store.path} was built with {m.model!r} (dim {m.dim}); the retriever was "
                 f"given {embedder.model_id!r} (dim {embedder.dim}). Use the store's model or rebuild with --refit"
             )
         self._embedder = embedder
-        comp = store.manifest["compression"]
-        if comp.get("nprobe"):
-            store.index.nprobe = comp["nprobe"]
 
     @classmethod
     def open(cls, store: str | Path, embedder: Embedder | None = None, verify: bool = True) -> Retriever:
@@ -68,11 +66,11 @@ class Retriever:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            emb = self.store.manifest["embedding"]
-            embedder = load_embedder(emb["model"])
-            if embedder.dim != emb["dim"]:  # a manifest naming a model of another dimension
-                raise StoreMismatchError(f"store {self.store.path} says its vectors have dim {emb['dim']}, but its model "
-                                         f"{emb['model']!r} gives dim {embedder.dim}; the manifest is wrong, rebuild with --refit")
+            m = self.store.manifest
+            embedder = load_embedder(m.model)
+            if embedder.dim != m.dim:  # a manifest naming a model of another dimension
+                raise StoreMismatchError(f"store {self.store.path} says its vectors have dim {m.dim}, but its model "
+                                         f"{m.model!r} gives dim {embedder.dim}; the manifest is wrong, rebuild with --refit")
             self._embedder = embedder
         return self._embedder
 
@@ -112,7 +110,7 @@ class Retriever:
     @property
     def fusion(self) -> FusionSettings:
         """The store's fusion weights (``rag eval --calibrate``) or the defaults."""
-        return FusionSettings.from_manifest(self.store.manifest)
+        return FusionSettings.from_manifest(self.store.manifest.fusion)
 
     def hybrid_rows(
         self, query: str, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False,
@@ -156,61 +154,4 @@ class Retriever:
     ) -> tuple[np.ndarray, np.ndarray]:
         """xq: (nq, d) unit queries -> D (nq, k) scores, I (nq, k) rows (-1 where fewer exist), with
         ``k`` and ``k * oversample`` first capped at the store size n (k=1e9 gives (nq, n), not 1e9 columns)."""
-        if k < 1 or oversample < 1:
-            raise ConfigError(f"k={k} and oversample={oversample} must both be >= 1")
-        n = max(self.store.n, 1)
-        k, c = min(k, n), min(k * oversample, n)
-        xq = np.ascontiguousarray(xq, np.float32)
-        if exact:
-            return exact_search(self.store, xq, k)
-        D0, I0 = first_stage_search(self.store, self.store.pca.transform(xq), c if rerank else k)  # (nq, c)
-        if not rerank:
-            return D0, I0
-        return rerank_full(self.store, xq, I0, k)
-
-
-def first_stage_search(store: Store, xr: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``c`` best rows for reduced queries xr (nq, p): the float8 kernel for a flat float8
-    index, FAISS's own search otherwise (IVF, other dtypes)."""
-    import faiss
-
-    if isinstance(store.index, faiss.IndexPQ) and store.manifest["compression"]["dtype"] == "float8":
-        return float8_search(store.index, store.reduced_codec, xr, c)
-    return store.index.search(np.ascontiguousarray(xr, np.float32), c)
-
-
-def rerank_full(store: Store, xq: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Score candidates ``cand`` (nq, c) with the float8 full vectors; keep the top ``k`` of each row."""
-    nq, c = cand.shape
-    batch = max(1, 2**24 // max(1, c * store.dim))  # queries per step: <= 64 MB of decoded vectors
-    D = np.full((nq, k), -np.inf, np.float32)
-    I = np.full((nq, k), -1, np.int64)
-    if store.n == 0:
-        return D, I
-    for q0 in range(0, nq, batch):
-        ids = cand[q0 : q0 + batch]  # (b, c)
-        valid = ids >= 0
-        full = store.decode_full(np.where(valid, ids, 0).ravel()).reshape(len(ids), c, -1)  # (b, c, d)
-        scores = np.einsum("bcd,bd->bc", full, xq[q0 : q0 + batch])  # (b, c)
-        scores[~valid] = -np.inf
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (b, min(c, k))
-        kk = order.shape[1]
-        D[q0 : q0 + batch, :kk] = np.take_along_axis(scores, order, 1)
-        I[q0 : q0 + batch, :kk] = np.where(np.isfinite(D[q0 : q0 + batch, :kk]), np.take_along_axis(ids, order, 1), -1)
-    return D, I
-
-
-def exact_search(store: Store, xq: np.ndarray, k: int, block: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force in float32 over every stored full vector: D, I of shape (nq, k)."""
-    nq = len(xq)
-    D = np.full((nq, k), -np.inf, np.float32)
-    I = np.full((nq, k), -1, np.int64)
-    for r0 in range(0, store.n, block):
-        rows = np.arange(r0, min(r0 + block, store.n))
-        scores = xq @ store.decode_full(rows).T  # (nq, b)
-        allD = np.concatenate([D, scores], axis=1)
-        allI = np.concatenate([I, np.broadcast_to(rows, scores.shape)], axis=1)
-        top = np.argsort(-allD, axis=1, kind="stable")[:, :k]
-        D, I = np.take_along_axis(allD, top, 1), np.take_along_axis(allI, top, 1)
-    I[~np.isfinite(D)] = -1
-    return D, I
+        return dense_search(self.store, xq, k, oversample, exact, rerank)

@@ -90,7 +90,7 @@ def write_bad(folder: Path) -> None:
 
 def content(store: Path) -> tuple[str, dict[str, str], int]:
     with Store.open(store) as s:
-        return s.manifest["generation"], {p: sha for p, (sha, _, _) in s.documents().items()}, s.n
+        return s.manifest.generation, {p: sha for p, (sha, _, _) in s.documents().items()}, s.n
 
 
 def skipped_lines(err: str) -> list[str]:

@@ -124,7 +124,7 @@ def test_terminal_escapes_are_shown_not_sent(tmp_path, capsys, monkeypatch):
 
 
 def test_clean_keeps_ordinary_text():
-    from rag.cli import clean
+    from rag.cli_util import clean
 
     text = "naïve café — 東京\n\tindented [1]"
     assert clean(text) == text
@@ -132,7 +132,7 @@ def test_clean_keeps_ordinary_text():
 
 
 def test_json_output_survives_undecodable_bytes(capsys):
-    from rag.cli import print_json
+    from rag.cli_util import print_json
 
     print_json({"store": "stores/\udcff\udcfe", "n": 1})  # a --store argument that was not UTF-8
     out = capsys.readouterr().out

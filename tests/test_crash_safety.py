@@ -2,8 +2,9 @@
 
 A folder is indexed (fake embedder), then changed (files added, modified, removed). Each run
 starts a child process that re-indexes the changed folder and kills it after a seeded random
-delay: either anywhere in the work, or just after it enters ``GenerationWriter.commit`` (the
-rename + manifest swap window). After every kill ``Store.open(verify=True)`` must succeed and hold
+delay: either anywhere in the work, or just after it enters ``StoreWriter.commit`` (the
+rename + manifest swap window; the change deletes over a third of the segment, so each run commits
+twice: the new segment with tombstones, then a compaction). Fixed crash points cover both commits. After every kill ``Store.open(verify=True)`` must succeed and hold
 exactly the old content or exactly the new one; re-running the index must then give the new one.
 Children are started two runs ahead and wait on stdin, so their import time overlaps the checks.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from indexing.build import index_paths
+from indexing.commit import referenced
 from indexing.generations import MARKER
 from indexing.manifest import MANIFEST
 from indexing.store import Store
@@ -37,6 +39,7 @@ import os, signal, sys
 from pathlib import Path
 
 from conftest import FakeEmbedder  # tests/ is on PYTHONPATH, set by the parent
+import indexing.commit as commit_mod
 import indexing.writer as writer
 from indexing.build import index_paths
 
@@ -48,19 +51,26 @@ folder, store, die_at = sys.stdin.readline().rstrip("\n").split("\t")
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-commit = writer.GenerationWriter.commit
+commit = writer.StoreWriter.commit
 def traced_commit(self):
     print("commit", flush=True)
     if die_at == "commit":
         die()
     return commit(self)
-writer.GenerationWriter.commit = traced_commit
-if die_at == "manifest":  # the new generation folder is in place, the manifest not yet switched
-    assert hasattr(writer, "write_json_atomic")
-    writer.write_json_atomic = die
-if die_at == "after-manifest":  # the manifest is switched, the old generation not yet removed
-    switch = writer.write_json_atomic
-    writer.write_json_atomic = lambda *args: (switch(*args), die())
+writer.StoreWriter.commit = traced_commit
+switch = commit_mod.write_json_atomic
+if die_at == "manifest":  # the new segment folder is in place, the manifest not yet switched
+    commit_mod.write_json_atomic = die
+if die_at == "after-manifest":  # the manifest is switched, the replaced folders not yet removed
+    commit_mod.write_json_atomic = lambda *args: (switch(*args), die())
+compact = writer._compact
+def traced_compact(*args):
+    if die_at == "compact":  # the segment commit landed, the compaction starts
+        die()
+    if die_at == "compact-manifest":  # the merged segment is written, its manifest not yet switched
+        commit_mod.write_json_atomic = die
+    return compact(*args)
+writer._compact = traced_compact
 index_paths([Path(folder)], Path(store), embedder=FakeEmbedder())
 print("done", flush=True)
 '''
@@ -82,7 +92,7 @@ def content(store: Path) -> tuple[dict[str, str], int]:
     with Store.open(store, verify=True) as s:
         docs = s.documents()
         assert sum(n for _, n, _ in docs.values()) == s.n
-        assert {c.doc_path for c in s.chunks(list(range(s.n)))} == set(docs)
+        assert {c.doc_path for c in s.iter_chunks()} == set(docs)
         return {p: sha for p, (sha, _, _) in docs.items()}, s.n
 
 
@@ -104,9 +114,9 @@ def world(tmp_path_factory, pytestconfig):
     old_store = root / "old"
     index_paths([folder], old_store, embedder=FakeEmbedder(), chunk_tokens=64, overlap=8)
     old = content(old_store)
-    for i in range(0, 15):
+    for i in range(0, 20):
         (folder / f"doc{i:03d}.txt").unlink()
-    for i in range(15, 30):
+    for i in range(20, 35):
         (folder / f"doc{i:03d}.txt").write_text(words(rng, 300), encoding="utf-8")
     for i in range(100, 140):
         (folder / f"doc{i:03d}.txt").write_text(words(rng, 240), encoding="utf-8")
@@ -168,14 +178,13 @@ def check_after_kill(world: dict, store: Path, what: str) -> str:
     got = content(store)
     assert got in (world["old"], world["new"]), f"{what}: the store holds a mix of old and new content"
     outcome = "old" if got == world["old"] else "new"
-    before = json.loads((store / MANIFEST).read_text())["generation"]
+    before = referenced(store)
     # the lock file, tmp folder or orphan generation left by the killed writer must not block this run
     report = index_paths([world["folder"]], store, embedder=world["embedder"]())
     assert content(store) == world["new"], f"{what}: re-running the index did not give the new content"
-    if report.changed:  # only this generation and the one it replaced (kept for readers) remain
-        with Store.open(store, verify=False) as s:
-            gen = s.manifest["generation"]
-        assert generation_dirs(store) == sorted({gen, before}), f"{what}: leftovers after a clean run: {generation_dirs(store)}"
+    if report.changed:  # only folders of this manifest and of the ones it replaced (kept for readers) remain
+        left = set(generation_dirs(store))
+        assert left <= referenced(store) | before and referenced(store) <= left, f"{what}: leftovers after a clean run: {left}"
     return outcome
 
 
@@ -220,12 +229,13 @@ def run_kills(world: dict, children: list[Child]) -> None:
 
 @pytest.mark.parametrize(
     "die_at, expect",
-    [("commit", "old"), ("manifest", "old"), ("after-manifest", "new")],
+    [("commit", "old"), ("manifest", "old"), ("after-manifest", "new"), ("compact", "new"), ("compact-manifest", "new")],
 )
 def test_crash_at_fixed_points(world, die_at, expect):
-    """The child kills itself at a given point of the commit; the next run still completes."""
+    """The child kills itself at a given point of the commit (or of the compaction after it);
+    the next run still completes."""
     store = fresh_store(world, f"fixed-{die_at}")
-    child = Child(world, 100 + ["commit", "manifest", "after-manifest"].index(die_at))
+    child = Child(world, 100 + ["commit", "manifest", "after-manifest", "compact", "compact-manifest"].index(die_at))
     child.start(world["folder"], store, die_at)
     child.proc.wait(timeout=60)
     assert child.kill() == -signal.SIGKILL, child.err.read_text()[-2000:]
@@ -255,9 +265,10 @@ def test_stale_lock_tmp_and_orphan_generation_do_not_block(world):
     assert content(store) == world["old"]  # the manifest still names g000001: the junk is never read
     report = index_paths([world["folder"]], store, embedder=world["embedder"]())
     assert report.changed and content(store) == world["new"]
-    gen = json.loads((store / MANIFEST).read_text())["generation"]
-    assert gen == "g000003"  # a name no folder has: nothing is overwritten
-    assert generation_dirs(store) == ["g000001", gen]  # the replaced generation is kept for readers
+    left = generation_dirs(store)
+    assert "g000002" not in left and "g000003" in left  # the orphan went; new folders took names no folder had
+    assert set(left) == referenced(store) | {"g000001", "g000003"}  # and the replaced manifest's, kept for readers
     assert all((f / "notes.txt").read_text() == "mine" for f in user)
+    before = referenced(store)
     index_paths([world["folder"] / "doc100.txt"], store, embedder=world["embedder"](), refit=True)
-    assert generation_dirs(store) == [gen, "g000004"]  # g000001 went one commit later
+    assert set(generation_dirs(store)) == referenced(store) | before  # older folders went one commit later

@@ -21,7 +21,7 @@ from rag.eval_configs import (
     MemorySearcher, StorePool, StoreSearcher, dims_grid, index_command, main_configs, pareto_front, recommend,
 )
 from rag.evaluate import embed_cached, load_beir, overlap_at_k, retrieval_metrics, run_from_ids
-from rag.retrieve import exact_search
+from indexing.search import exact as exact_search
 
 DIM = 64
 WORDS = re.compile(r"[a-z0-9]+")
@@ -147,7 +147,7 @@ def test_stores_are_real_and_the_float8_reference_scans_their_full_vectors():
     with StorePool(xb, "test/x", [f"d{i}" for i in range(len(xb))], [""] * len(xb), [""] * len(xb)) as pool:
         searcher = StoreSearcher(pool.retriever(DIM // 4, "float8"), default)
         store = searcher.retriever.store
-        assert store.manifest["compression"]["pca_dims"] == DIM // 4 and store.manifest["compression"]["dtype"] == "float8"
+        assert store.manifest.compression.pca_dims == DIM // 4 and store.manifest.compression.dtype == "float8"
         assert (searcher.bytes_per_vector, searcher.rerank_bytes_per_vector) == (DIM // 4, DIM)
         D, I = searcher.search(xq, 10)
         np.testing.assert_array_equal(I, searcher.retriever.search_vectors(xq, 10, default.oversample)[1])

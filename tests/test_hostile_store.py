@@ -32,15 +32,21 @@ SETTINGS = settings(derandomize=True, database=None, deadline=None, max_examples
                     suppress_health_check=[HealthCheck.too_slow])
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ["zebras graze on the savanna", "volcanoes erupt basalt lava", "saxophone reed"]
-GEN_FILES = ["index.faiss", "pca.npy", "pca_energy.npy", "reduced_scale.npy", "full_scale.npy", "full.e4m3", "chunks.sqlite"]
+BASIS_FILES = ["pca.npy", "pca_energy.npy", "reduced_scale.npy", "full_scale.npy"]
+SEGMENT_FILES = ["index.faiss", "full.e4m3", "chunks.sqlite"]
+GEN_FILES = BASIS_FILES + SEGMENT_FILES
 PARSED_BY_PYTHON = [f for f in GEN_FILES if f != "index.faiss"]  # FAISS's reader is not hardened
+SEG = ("segments", 0)
 MANIFEST_PATHS = [  # every field of the manifest, as a path of keys
-    ("format",), ("format_version",), ("writer",), ("generation",), ("embedding",), ("counts",), ("files",),
+    ("format",), ("format_version",), ("writer",), ("generation",), ("embedding",), ("counts",), ("basis",), ("segments",),
     *[("embedding", k) for k in ("model", "dim")], *[("counts", k) for k in ("chunks", "documents")],
-    ("compression",), *[("compression", k) for k in ("pca_dims", "dtype", "ann", "nlist", "nprobe", "bytes_per_vector",
+    ("compression",), *[("compression", k) for k in ("pca_dims", "dtype", "ann", "pca_fit_vectors", "bytes_per_vector",
                                                     "index_key", "pca_energy_kept", "full_dtype", "full_bytes_per_vector")],
     ("chunker",), *[("chunker", k) for k in ("chunk_tokens", "overlap", "encoding")],
-    *[("files", f) for f in GEN_FILES], *[("files", f, k) for f in GEN_FILES for k in ("bytes", "sha256")],
+    ("basis", "dir"), ("basis", "files"), *[("basis", "files", f) for f in BASIS_FILES],
+    *[("basis", "files", f, k) for f in BASIS_FILES for k in ("bytes", "sha256")],
+    SEG, *[(*SEG, k) for k in ("dir", "rows", "documents", "files", "ann", "nlist", "nprobe", "bytes_per_vector", "deleted")],
+    *[(*SEG, "files", f) for f in SEGMENT_FILES], *[(*SEG, "files", f, k) for f in SEGMENT_FILES for k in ("bytes", "sha256")],
 ]
 HOSTILE = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.sampled_from([0, -1, 2**63, 10**400]),
@@ -95,8 +101,14 @@ def manifest(store: Path) -> dict:
     return json.loads((store / "manifest.json").read_text(encoding="utf-8"))
 
 
+def entry(m: dict, name: str) -> dict:
+    """The manifest's ``files`` section that lists ``name`` (the basis or the only segment)."""
+    return m["basis"]["files"] if name in BASIS_FILES else m["segments"][0]["files"]
+
+
 def gen_file(store: Path, name: str) -> Path:
-    return store / manifest(store)["generation"] / name
+    m = manifest(store)
+    return store / (m["basis"]["dir"] if name in BASIS_FILES else m["segments"][0]["dir"]) / name
 
 
 def flip(file: Path, flips: list[tuple[float, int]]) -> None:
@@ -129,14 +141,16 @@ def test_random_bytes_manifest(pristine, raw):
 
 @SETTINGS
 @given(path=st.sampled_from(MANIFEST_PATHS), value=HOSTILE, delete=st.booleans())
-@example(path=("compression", "nprobe"), value=4, delete=False)  # only an IVF store has nprobe
+@example(path=(*SEG, "nprobe"), value=4, delete=False)  # only an IVF segment has nprobe
 @example(path=("chunker",), value={"evil": 1}, delete=False)
 @example(path=("chunker", "chunk_tokens"), value="64", delete=False)
 @example(path=("compression", "bytes_per_vector"), value=0, delete=False)
 @example(path=("writer",), value=None, delete=True)
-@example(path=("files", "../x"), value={"bytes": 1, "sha256": "0" * 64}, delete=False)
+@example(path=(*SEG, "files", "../x"), value={"bytes": 1, "sha256": "0" * 64}, delete=False)
 @example(path=("generation",), value="g000001/../../..", delete=False)
-@example(path=("counts", "chunks"), value=10**400, delete=False)
+@example(path=(*SEG, "dir"), value="g000001/../../..", delete=False)
+@example(path=(*SEG, "deleted"), value={"dir": "g000001", "file": "../../x", "count": 1, "bytes": 1, "sha256": "0"}, delete=False)
+@example(path=(*SEG, "rows"), value=10**400, delete=False)
 def test_manifest_fields_with_wrong_types_or_missing(pristine, path, value, delete):
     with copy_of(pristine) as store:
         m = manifest(store)
@@ -160,7 +174,7 @@ def test_manifest_fields_with_wrong_types_or_missing(pristine, path, value, dele
 def test_file_entries_cannot_leave_the_generation(pristine, name):
     with copy_of(pristine) as store:
         m = manifest(store)
-        m["files"][name] = {"bytes": 0, "sha256": hashlib.sha256(b"").hexdigest()}
+        m["segments"][0]["files"][name] = {"bytes": 0, "sha256": hashlib.sha256(b"").hexdigest()}
         (store / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
         with pytest.raises(StoreError, match=re.escape(str(store))):
             Store.open(store)
@@ -248,7 +262,7 @@ def test_object_npy_is_refused_without_unpickling(pristine, tmp_path):
         file = gen_file(store, "pca.npy")
         np.save(file, np.array([Payload()], dtype=object), allow_pickle=True)
         m = manifest(store)  # re-sign it, as a hostile author can: the file must still not be unpickled
-        m["files"]["pca.npy"] = {"bytes": file.stat().st_size, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+        entry(m, "pca.npy")["pca.npy"] = {"bytes": file.stat().st_size, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
         (store / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
         with pytest.raises(StoreError, match=r"pca\.npy"):
             Store.open(store)
@@ -288,7 +302,7 @@ def resign(store: Path, name: str) -> None:
     """Rewrite the manifest's size and checksum of ``name``, as the author of a hostile store can."""
     m = manifest(store)
     data = gen_file(store, name).read_bytes()
-    m["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    entry(m, name)[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     (store / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
 
 
@@ -380,11 +394,11 @@ def test_faiss_check_walks_every_index_kind_a_store_writes(tmp_path, structured_
     or a truncation gives StoreError."""
     from indexing.chunk import Chunk, ChunkSettings
     from indexing.faiss_check import check_index_file
-    from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
+    from indexing.writer import CompressionSettings, DocumentRecord, StoreWriter
 
     xb = structured_vectors[0][:400]  # (400, 128)
     settings = CompressionSettings(pca_dims=16, dtype=dtype, ann=ann, nlist=4)
-    with GenerationWriter(tmp_path / "s", "fake/x", 128, ChunkSettings(), settings) as w:
+    with StoreWriter(tmp_path / "s", "fake/x", 128, ChunkSettings(), settings) as w:
         for i in range(0, 400, 100):
             w.add(DocumentRecord(f"/d{i}", f"d{i}", "", ""), [Chunk(f"/d{i}", f"d{i}", "", None, 0, 1, "x")] * 100, xb[i : i + 100])
         w.commit()

@@ -13,7 +13,7 @@ from indexing.errors import ConfigError, StoreError, StoreMismatchError
 from indexing.load import load_file
 from indexing.manifest import MANIFEST
 from indexing.store import Store
-from indexing.writer import GenerationWriter
+from indexing.writer import StoreWriter
 from rag.retrieve import Retriever
 
 SOURCES = ["docs/ice.pdf", "docs/music.html", "docs/volcano.md", "docs/zebra.txt"]
@@ -50,7 +50,9 @@ def all_chunks(store: Path) -> list:  # type: ignore[type-arg]
 
 
 def generation_file(store: Path, name: str) -> Path:
-    return store / json.loads((store / MANIFEST).read_text())["generation"] / name
+    """The file of the store's only segment (or its basis) named ``name``."""
+    data = json.loads((store / MANIFEST).read_text())
+    return store / (data["basis"]["dir"] if name.endswith(".npy") else data["segments"][-1]["dir"]) / name
 
 
 @pytest.fixture
@@ -128,14 +130,15 @@ def test_incremental_run(docs_folder, store, fake_embedder):
     zebra = [c.text for c in chunks if c.source == "docs/zebra.txt"]
     assert counting.embedded == zebra and "acacia" in zebra[-1]  # only the changed file is embedded
     with Store.open(store) as s:
-        assert s.manifest["generation"] == "g000002" and s.manifest["counts"]["documents"] == 3
+        assert s.manifest.generation > "g000001" and s.manifest.documents == 3
         assert set(s.documents()) == {str((docs_folder / n).resolve()) for n in ("ice.pdf", "music.html", "zebra.txt")}
         np.testing.assert_array_equal(s.pca.components, pca_before)  # basis kept
         hit = Retriever(s, fake_embedder).search("a foal born under the acacia tree", k=1)[0]
         assert hit.source == "docs/zebra.txt"
+    before = json.loads((store / MANIFEST).read_text())["generation"]
     report = index(docs_folder, store, fake_embedder, refit=True)
     assert sorted(report.added) == ["docs/ice.pdf", "docs/music.html", "docs/zebra.txt"]
-    assert json.loads((store / MANIFEST).read_text())["generation"] == "g000003"
+    assert json.loads((store / MANIFEST).read_text())["generation"] > before
     assert not np.allclose(np.load(generation_file(store, "pca.npy")), pca_before)  # refit: a new basis
 
 
@@ -152,7 +155,7 @@ def test_unchanged_folder_writes_no_new_generation(docs_folder, store, fake_embe
     counting = Counting(fake_embedder)
     report = index(docs_folder, store, counting)
     assert not report.changed and sorted(report.unchanged) == SOURCES and counting.embedded == []
-    assert report.manifest["generation"] == first.manifest["generation"] == "g000001"
+    assert report.manifest.generation == first.manifest.generation == "g000001"
     assert sorted(p.name for p in store.iterdir()) == before
 
 
@@ -234,7 +237,7 @@ def test_nothing_indexable_is_an_error(tmp_path, store, fake_embedder):
 
 def test_one_writer_at_a_time(docs_folder, store, fake_embedder):
     index(docs_folder, store, fake_embedder)
-    writer = GenerationWriter(store, "fake/hash-64", 64, ChunkSettings())
+    writer = StoreWriter(store, "fake/hash-64", 64, ChunkSettings())
     try:
         with pytest.raises(StoreError, match=r"writer in this process \(pid \d+\) is writing"):
             index(docs_folder, store, fake_embedder, refit=True)

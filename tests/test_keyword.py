@@ -31,7 +31,7 @@ def sources(store: Store, query: str, k: int = 5) -> list[str]:
 
 def test_keyword_index_is_written_with_the_store_and_stems(store_dir: Path) -> None:
     with Store.open(store_dir) as store:
-        assert store.manifest["keyword"]["language"] == "english"
+        assert store.manifest.keyword["language"] == "english"
         assert sources(store, "erupting volcano")[0] == "volcano.md"  # porter: erupting ~ erupt
         assert sources(store, "ZEBRAS")[0] == "zebra.txt"
         assert sources(store, "quokka beacon") == []  # script text is never indexed

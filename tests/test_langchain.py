@@ -51,8 +51,8 @@ def test_similarity_search_with_score_returns_documents_with_metadata(vectorstor
 
 def test_store_on_disk_is_a_real_compressed_store(vectorstore: CompressedVectorStore) -> None:
     with Store.open(vectorstore.store_dir) as store:
-        assert store.n == len(TEXTS) and store.manifest["compression"]["dtype"] == "float8"
-        assert store.manifest["embedding"]["model"] == "fake/hash-64"
+        assert store.n == len(TEXTS) and store.manifest.compression.dtype == "float8"
+        assert store.manifest.model == "fake/hash-64"
 
 
 def test_add_documents_and_delete(vectorstore: CompressedVectorStore) -> None:

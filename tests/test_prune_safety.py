@@ -108,4 +108,4 @@ def test_refit_keeps_the_stores_other_documents(tmp_path, fake_embedder):
     assert report.removed == ["Y/z.txt"]  # its file is gone: said, not silent
     assert stored(store) == ALL | {"Y/y.txt"}  # same citation name as before
     with Store.open(store) as s:
-        assert s.manifest["chunker"]["chunk_tokens"] == 64
+        assert s.manifest.chunker["chunk_tokens"] == 64

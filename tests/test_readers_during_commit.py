@@ -34,7 +34,7 @@ def test_readers_during_commits_never_fail(tmp_path, fake_embedder):
         while writer.poll() is None:
             try:
                 with Store.open(store) as s:  # verify=True: every checksum
-                    generations.add(s.manifest["generation"])
+                    generations.add(s.manifest.generation)
                     hits = Retriever(s, fake_embedder).search("document alpha things", k=3)
                     assert hits and s.documents()
                 store_info(str(store))  # `rag info`
@@ -58,17 +58,17 @@ def test_a_generation_replaced_twice_while_opening_is_not_damage(tmp_path, fake_
     real = Store.__init__
     replaced: list[bool] = []
 
-    def slow_reader(self, path: Path, manifest: dict) -> None:  # type: ignore[no-untyped-def]
-        if not replaced:  # the first open is slow: two writers commit meanwhile
+    def slow_reader(self, path: Path, manifest, lazy: bool = False) -> None:  # type: ignore[no-untyped-def]
+        if not replaced:  # the first open is slow: two writers rewrite the store meanwhile
             replaced.append(True)
             for i in range(2):
                 (docs / f"late{i}.txt").write_text(f"Late text {i}.")
-                index_paths([docs], store, embedder=fake_embedder)
-        real(self, path, manifest)
+                index_paths([docs], store, embedder=fake_embedder, refit=True)
+        real(self, path, manifest, lazy)
 
     with mock.patch.object(Store, "__init__", slow_reader):
         with Store.open(store) as s:
-            assert s.manifest["generation"] == "g000003" and s.manifest["counts"]["documents"] == 4
+            assert s.manifest.generation == "g000003" and s.manifest.documents == 4
     assert not (store / "g000001").exists()  # the generation it first read was gone
 
 
@@ -89,9 +89,9 @@ def test_an_open_store_keeps_answering_after_its_generation_is_removed(tmp_path,
     index_paths([docs], store, embedder=fake_embedder)
     with Store.open(store) as s:
         before = [(h.row, h.text) for h in Retriever(s, fake_embedder).search("alpha things", k=3)]
-        for i in range(2):
+        for i in range(2):  # two rewrites (a refit; a compaction does the same)
             (docs / f"late{i}.txt").write_text(f"Late text {i}.")
-            index_paths([docs], store, embedder=fake_embedder)
+            index_paths([docs], store, embedder=fake_embedder, refit=True)
         assert not (store / "g000001").exists()
         assert [(h.row, h.text) for h in Retriever(s, fake_embedder).search("alpha things", k=3)] == before
         assert len(s.documents()) == 3

@@ -11,8 +11,9 @@ from indexing.chunk import Chunk, ChunkSettings
 from indexing.errors import ConfigError, StoreMismatchError
 from indexing.first_stage import reduced_vectors
 from indexing.store import Store
-from indexing.writer import CompressionSettings, DocumentRecord, GenerationWriter
-from rag.retrieve import Retriever, exact_search
+from indexing.writer import CompressionSettings, DocumentRecord, StoreWriter
+from indexing.search import exact as exact_search
+from rag.retrieve import Retriever
 
 K = 10
 DOCS, PER_DOC = 40, 100  # 4000 rows, as in structured_vectors
@@ -24,7 +25,7 @@ def chunks_for(j: int) -> list[Chunk]:
 
 def build_store(path: Path, xb: np.ndarray, **compression) -> Store:
     """A store holding xb (n, d), one document per PER_DOC consecutive rows."""
-    writer = GenerationWriter(path, model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
+    writer = StoreWriter(path, model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
                               compression=CompressionSettings(pca_dims=32, **compression))
     with writer:
         for j, r0 in enumerate(range(0, len(xb), PER_DOC)):
@@ -64,7 +65,7 @@ def recall_at(I: np.ndarray, Iref: np.ndarray, k: int = K) -> float:
 def test_store_holds_what_was_written(store, structured_vectors):
     xb, _ = structured_vectors
     assert store.n == len(xb) and store.dim == 128 and store.pca.dims == 32
-    assert store.manifest["compression"]["bytes_per_vector"] == (32 if store.manifest["compression"]["ann"] == "flat" else 40)
+    assert store.manifest.bytes_per_vector == (32 if store.manifest.compression.ann == "flat" else 40)
     full = store.decode_full(np.arange(store.n))  # (n, d)
     np.testing.assert_array_equal(full, store.full_codec.decode(store.full_codec.encode(xb)))
     rows = store.chunks([3999, 0, 150])
@@ -77,7 +78,7 @@ def test_store_holds_what_was_written(store, structured_vectors):
 def test_rerank_equals_brute_force_over_candidates(store, structured_vectors, oversample):
     _, xq = structured_vectors
     D, I = Retriever(store).search_vectors(xq, K, oversample)
-    _, cand = store.index.search(store.pca.transform(xq), K * oversample)  # (nq, c) same first stage
+    _, cand = store.segments[0].index.search(store.pca.transform(xq), K * oversample)  # (nq, c) same first stage
     for q in range(len(xq)):
         rows = cand[q][cand[q] >= 0]
         Dref, Iref = top_k((store.decode_full(rows) @ xq[q])[None, :], K)
@@ -89,7 +90,7 @@ def test_rerank_over_all_rows_equals_exact_search(store, structured_vectors):
     _, xq = structured_vectors
     oversample = -(-store.n // K)  # K * oversample >= n: every row is a candidate
     D, I = Retriever(store).search_vectors(xq, K, oversample)
-    if store.manifest["compression"]["ann"] == "ivf":
+    if store.manifest.compression.ann == "ivf":
         assert np.all(I >= 0)  # IVF probes a subset: only check the scores of what it found
         full = store.decode_full(I.ravel()).reshape(*I.shape, -1)  # (nq, K, d)
         np.testing.assert_allclose(D, np.einsum("qkd,qd->qk", full, xq), rtol=1e-5, atol=1e-6)
@@ -123,7 +124,7 @@ def test_pca_float8_rerank_recall(flat_store, structured_vectors):
 def test_no_rerank_returns_first_stage_scores(flat_store, structured_vectors):
     _, xq = structured_vectors
     D, I = Retriever(flat_store).search_vectors(xq, K, rerank=False)
-    xd = reduced_vectors(flat_store.index)  # (n, p) float8-decoded reduced vectors
+    xd = reduced_vectors(flat_store.segments[0].index)  # (n, p) float8-decoded reduced vectors
     Dref, Iref = top_k(flat_store.pca.transform(xq) @ xd.T, K)
     np.testing.assert_allclose(D, Dref, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(I, Iref)
@@ -151,29 +152,36 @@ def test_retriever_rejects_embedder_of_another_model(flat_store, fake_embedder):
         Retriever(flat_store, embedder=fake_embedder)
 
 
-def test_incremental_writer_keeps_codes_byte_for_byte(tmp_path, structured_vectors):
+def test_incremental_writer_writes_a_segment_and_tombstones_only(tmp_path, structured_vectors):
+    """Keeping 3 of 4 documents and adding one: the first segment's files are not rewritten;
+    the commit writes the new segment and a tombstone file, and deleted rows never come back."""
     xb, _ = structured_vectors
     base = build_store(tmp_path / "s", xb[: 4 * PER_DOC])
-    kept = {"/docs/d1.txt", "/docs/d3.txt"}
-    old_full = np.array(base.full[base.rows_of(kept)])
-    with GenerationWriter(tmp_path / "s", "fake/x", 128, ChunkSettings(), CompressionSettings(pca_dims=32), base=base) as w:
+    first = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "s/g000001").iterdir()}
+    kept = {"/docs/d0.txt", "/docs/d1.txt", "/docs/d3.txt"}
+    with StoreWriter(tmp_path / "s", "fake/x", 128, ChunkSettings(), CompressionSettings(pca_dims=32), base=base) as w:
         w.keep(kept)
         w.add(DocumentRecord("/docs/d9.txt", "d9.txt", "Doc 9", "sha9"), chunks_for(9), xb[-PER_DOC:])
         manifest = w.commit()
     base.close()
-    assert manifest["generation"] == "g000002" and manifest["counts"] == {"chunks": 3 * PER_DOC, "documents": 3}
+    assert manifest.generation == "g000002" and (manifest.chunks, manifest.documents, manifest.rows) == (4 * PER_DOC, 4, 5 * PER_DOC)
+    assert [s.dir for s in manifest.segments] == ["g000001", "g000002"] and manifest.segments[0].deleted.count == PER_DOC
+    assert {f.name: f.stat().st_mtime_ns for f in (tmp_path / "s/g000001").iterdir()} == first  # untouched
+    assert sorted(f.name for f in (tmp_path / "s/g000002").iterdir()) == [
+        ".rag-generation", "chunks.sqlite", "deleted-g000001.npy", "full.e4m3", "index.faiss"]
     with Store.open(tmp_path / "s") as new:
-        np.testing.assert_array_equal(new.pca.components, np.load(tmp_path / "s/g000002/pca.npy"))
-        np.testing.assert_array_equal(np.asarray(new.full[: 2 * PER_DOC]), old_full)
-        assert [c.text for c in new.chunks([0, PER_DOC, 2 * PER_DOC])] == ["row 100", "row 300", "row 900"]
+        assert set(new.documents()) == kept | {"/docs/d9.txt"}
+        deleted = np.arange(2 * PER_DOC, 3 * PER_DOC)
+        assert not new.is_live(deleted).any() and new.is_live(np.arange(PER_DOC)).all()
+        D, I = Retriever(new).search_vectors(xb[2 * PER_DOC : 3 * PER_DOC], 3, oversample=new.n)
+        assert not np.isin(I, deleted).any()  # the deleted document's own vectors do not find it
         D, I = Retriever(new).search_vectors(xb[-PER_DOC:][:5], 1, oversample=new.n)
-        np.testing.assert_array_equal(I[:, 0], 2 * PER_DOC + np.arange(5))  # new rows find themselves
-    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == ["g000001", "g000002"]  # previous kept for readers
+        np.testing.assert_array_equal(I[:, 0], 4 * PER_DOC + np.arange(5))  # new rows find themselves
 
 
 def incremental(path: Path, base: Store, keep: set[str], xb_new: np.ndarray) -> Store:
     """Next generation of ``base``: keep some documents, add xb_new as document d99 (if any)."""
-    with GenerationWriter(path, "fake/x", 128, ChunkSettings(), CompressionSettings(pca_dims=32), base=base) as w:
+    with StoreWriter(path, "fake/x", 128, ChunkSettings(), CompressionSettings(pca_dims=32), base=base) as w:
         w.keep(keep)
         if len(xb_new):
             chunks = [Chunk("/docs/d99.txt", "d99.txt", "Doc 99", None, 0, 1, f"new {i}") for i in range(len(xb_new))]
@@ -212,8 +220,8 @@ def test_ivf_is_sized_from_the_whole_corpus(tmp_path, structured_vectors):
 
     xb, xq = structured_vectors
     store = build_store(tmp_path / "ivf", xb, ann="ivf", fit_sample=500)
-    comp = store.manifest["compression"]
-    assert comp["ann"] == "ivf" and comp["nlist"] == min(default_nlist(len(xb)), len(xb) // 39)
+    seg = store.manifest.segments[0]
+    assert seg.ann == "ivf" and seg.nlist == min(default_nlist(len(xb)), len(xb) // 39)
     D, I = Retriever(store).search_vectors(xq, 10, oversample=16)
     assert (I >= 0).all()
 
@@ -222,13 +230,13 @@ def test_float16_full_vectors_rerank_exactly_and_survive_increments(tmp_path, st
     """full_dtype="float16": rerank scores are float16 inner products; increments keep the dtype."""
     xb, xq = structured_vectors
     store = build_store(tmp_path / "f16", xb[:2000], full_dtype="float16")
-    assert store.manifest["compression"]["full_dtype"] == "float16"
-    assert store.manifest["compression"]["full_bytes_per_vector"] == 2 * xb.shape[1]
+    assert store.manifest.compression.full_dtype == "float16"
+    assert store.manifest.compression.full_bytes_per_vector == 2 * xb.shape[1]
     np.testing.assert_array_equal(store.decode_full(np.arange(5)), xb[:5].astype(np.float16).astype(np.float32))
     D, I = Retriever(store).search_vectors(xq, 10, oversample=len(xb))
     expected = np.sort(xq @ xb[:2000].astype(np.float16).astype(np.float32).T, axis=1)[:, ::-1][:, :10]
     np.testing.assert_allclose(D, expected, rtol=1e-5, atol=1e-6)
-    writer = GenerationWriter(tmp_path / "f16", model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
+    writer = StoreWriter(tmp_path / "f16", model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
                               compression=CompressionSettings(pca_dims=32), base=store)
     with writer:
         writer.keep(set(store.documents()))
@@ -245,8 +253,8 @@ def test_basis_fitted_on_a_tiny_store_is_refitted_as_it_grows(tmp_path, structur
     xb, xq = structured_vectors
     path = tmp_path / "grown"
     small = build_store(path, xb[:PER_DOC])
-    assert small.manifest["compression"]["pca_fit_vectors"] == PER_DOC
-    writer = GenerationWriter(path, model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
+    assert small.manifest.compression.pca_fit_vectors == PER_DOC
+    writer = StoreWriter(path, model="fake/x", dim=xb.shape[1], chunker=ChunkSettings(),
                               compression=CompressionSettings(pca_dims=32), base=small)
     with writer:
         writer.keep(set(small.documents()))
@@ -255,7 +263,7 @@ def test_basis_fitted_on_a_tiny_store_is_refitted_as_it_grows(tmp_path, structur
             writer.add(DocumentRecord(f"/docs/d{j}.txt", f"d{j}.txt", "", f"sha{j}"), chunks_for(j)[: len(part)], part)
         writer.commit()
     grown = Store.open(path)
-    assert grown.manifest["compression"]["pca_fit_vectors"] == len(xb)
+    assert grown.manifest.compression.pca_fit_vectors == len(xb)
     exact = np.argsort(-(xq @ xb.T), axis=1)[:, :10]
     _, I = Retriever(grown).search_vectors(xq, 10, oversample=16)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, exact)])

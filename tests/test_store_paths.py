@@ -19,7 +19,7 @@ def test_store_folder_name_that_is_not_utf8(tmp_path, fake_embedder, monkeypatch
     report = index_paths([docs], store, embedder=fake_embedder)
     assert report.added == ["docs/a.txt"]
     with Store.open(store, verify=True) as s:
-        assert s.index.ntotal == s.n == report.chunks
+        assert s.segments[0].index.ntotal == s.n == report.chunks
     (docs / "b.txt").write_text("Seals sleep in the water.", encoding="utf-8")
     assert index_paths([docs], store, embedder=fake_embedder).added == ["docs/b.txt"]  # incremental
     import rag.retrieve

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from indexing.build import index_paths
+from indexing.commit import referenced
 from indexing.errors import ConfigError, StoreError
 from indexing.lock import StoreLock, StoreLockedError
 from indexing.manifest import MANIFEST
@@ -97,12 +98,12 @@ def test_two_concurrent_writers_lose_nothing(tmp_path, base_store, wait):
 def test_stale_base_is_refused_by_the_writer(tmp_path, base_store, fake_embedder):
     """A writer given a base that another writer replaced since refuses instead of dropping its work."""
     from indexing.chunk import ChunkSettings
-    from indexing.writer import GenerationWriter
+    from indexing.writer import StoreWriter
 
     stale = Store.open(base_store)
     index_paths([folder_with(tmp_path, "alpha", 1)], base_store, embedder=fake_embedder)
     with pytest.raises(StoreError, match="changed by another writer"):
-        GenerationWriter(base_store, fake_embedder.model_id, fake_embedder.dim, ChunkSettings(), base=stale)
+        StoreWriter(base_store, fake_embedder.model_id, fake_embedder.dim, ChunkSettings(), base=stale)
     stale.close()
     assert "alpha/alpha0.txt" in sources(base_store)
 
@@ -165,12 +166,13 @@ def test_user_folders_survive(tmp_path, fake_embedder):
     for name in ("g2019", "g000009", ".tmp-g000002-77"):  # user folders inside a store
         (store / name).mkdir()
         (store / name / "t.txt").write_text("x")
-    for i in range(3):  # three commits: every superseded generation of the store itself goes
+    for i in range(3):  # three commits (and compactions): every folder no manifest names any more goes
         (docs / f"new{i}.txt").write_text(f"More text number {i}.")
-        index_paths([docs], store, embedder=fake_embedder)
+        before = referenced(store)
+        index_paths([docs], store, embedder=fake_embedder, refit=i == 2)
     assert all((store / n / "t.txt").read_text() == "x" for n in ("g2019", "g000009", ".tmp-g000002-77"))
-    gens = sorted(p.name for p in store.iterdir() if p.is_dir() and p.name.startswith("g0") and p.name != "g000009")
-    assert len(gens) == 2, gens  # the current generation and the one it replaced
+    gens = {p.name for p in store.iterdir() if p.is_dir() and p.name.startswith("g0") and p.name != "g000009"}
+    assert gens == referenced(store) | before, gens  # the current manifest's folders and the replaced one's
 
 
 def test_empty_folder_and_existing_store_are_fine(tmp_path, fake_embedder):

@@ -59,9 +59,9 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] == "lock":
         from indexing.chunk import ChunkSettings
-        from indexing.writer import GenerationWriter
+        from indexing.writer import StoreWriter
 
-        writer = GenerationWriter(Path(argv[1]), FakeEmbedder.model_id, FakeEmbedder.dim, ChunkSettings())
+        writer = StoreWriter(Path(argv[1]), FakeEmbedder.model_id, FakeEmbedder.dim, ChunkSettings())
         child = 0
         if argv[2] == "1":
             child = os.fork()

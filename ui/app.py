@@ -12,7 +12,7 @@ from indexing.build import index_paths
 from indexing.embed import Embedder, load_embedder
 from indexing.generations import current_generation
 from indexing.load import SUPPORTED_SUFFIXES
-from indexing.manifest import MANIFEST
+from indexing.store import Store
 from rag.answer import make_answerer
 from rag.chat import Answer, RagChat
 from rag.fusion import DEFAULT_MODE, MODES
@@ -45,11 +45,11 @@ class Stores:
         """The chat over ``store``; ``verify=False`` skips checksums (for a store this process just wrote)."""
         with self._lock:
             cached = self._chats.get(store)
-            if cached is not None and cached.retriever.store.manifest["generation"] != current_generation(Path(store)):
+            if cached is not None and cached.retriever.store.manifest.generation != current_generation(Path(store)):
                 del self._chats[store]  # another writer (`rag index`) committed: answer from its generation
             if store not in self._chats:
                 retriever = Retriever.open(store, verify=verify)
-                model = retriever.store.manifest["embedding"]["model"]
+                model = retriever.store.manifest.model
                 if model not in self._embedders:
                     self._embedders[model] = load_embedder(model)
                 retriever = Retriever(retriever.store, self._embedders[model])
@@ -90,7 +90,7 @@ def find_stores(folder: Path | None, extra: list[str]) -> list[str]:
     """Stores given explicitly, plus every sub-folder of ``folder`` holding a manifest."""
     found = list(dict.fromkeys(str(Path(s)) for s in extra))
     if folder is not None and folder.is_dir():
-        found += [str(p) for p in sorted(folder.iterdir()) if (p / MANIFEST).is_file() and str(p) not in found]
+        found += [str(p) for p in sorted(folder.iterdir()) if Store.exists(p) and str(p) not in found]
     return found
 
 

@@ -72,6 +72,6 @@ def test_openai_embeddings_index_and_search(tmp_path: Path, llm_server: str) -> 
     (docs / "b.txt").write_text("Volcanoes erupt molten lava and ash.", encoding="utf-8")
     embedder = OpenAIEmbedder("smollm2", base_url=llm_server)
     report = index_paths([docs], tmp_path / "store", embedder=embedder)
-    assert report.manifest["embedding"] == {"model": "openai/smollm2", "dim": embedder.dim, "normalized": True}
+    assert (report.manifest.model, report.manifest.dim) == ("openai/smollm2", embedder.dim)
     hits = Retriever.open(tmp_path / "store", embedder=embedder).search("stripes on zebras", k=2)
     assert len(hits) == 2 and {h.source for h in hits} == {"docs/a.txt", "docs/b.txt"}
