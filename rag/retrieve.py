@@ -17,6 +17,7 @@ from indexing.errors import ConfigError, StoreMismatchError
 from indexing.search import search as dense_search
 from indexing.store import Store
 from indexing.keyword import query_terms
+from indexing.ray_cluster import RayOptions
 from rag.fusion import DEFAULT_MODE, KEYWORD_TOP, POOL, FusionSettings, check_mode, fuse, keyword_coverage
 
 DEFAULT_K = 5
@@ -49,8 +50,9 @@ class Hit:
 class Retriever:
     """Two-stage search over a Store. Thread-safe for concurrent searches."""
 
-    def __init__(self, store: Store, embedder: Embedder | None = None) -> None:
+    def __init__(self, store: Store, embedder: Embedder | None = None, sharded: Any = None) -> None:
         self.store = store
+        self.sharded = sharded  # an indexing.ray_search.ShardedSearch: dense search on Ray actors
         m = store.manifest
         if embedder is not None and (embedder.model_id != m.model or embedder.dim != m.dim):
             raise StoreMismatchError(
@@ -60,8 +62,24 @@ class Retriever:
         self._embedder = embedder
 
     @classmethod
-    def open(cls, store: str | Path, embedder: Embedder | None = None, verify: bool = True) -> Retriever:
-        return cls(Store.open(store, verify=verify), embedder)
+    def open(cls, store: str | Path, embedder: Embedder | None = None, verify: bool = True,
+             ray: RayOptions | str | None = None, allow_partial: bool = False) -> Retriever:
+        """``ray`` (a RayOptions, or an address: ``local`` or ``host:port``) spreads the store's
+        segments over Ray actors (indexing.ray_search); results equal the single-process search.
+        ``allow_partial``: answer from the shards left when one fails for good (else ClusterError)."""
+        opened = Store.open(store, verify=verify)
+        if ray is None:
+            return cls(opened, embedder)
+        from indexing.ray_search import ShardedSearch
+
+        options = RayOptions(address=ray) if isinstance(ray, str) else ray
+        return cls(opened, embedder, ShardedSearch(opened, options, allow_partial=allow_partial))
+
+    def close(self) -> None:
+        """End the Ray shards, if any (the store stays open)."""
+        if self.sharded is not None:
+            self.sharded.close()
+            self.sharded = None
 
     @property
     def embedder(self) -> Embedder:
@@ -154,4 +172,6 @@ class Retriever:
     ) -> tuple[np.ndarray, np.ndarray]:
         """xq: (nq, d) unit queries -> D (nq, k) scores, I (nq, k) rows (-1 where fewer exist), with
         ``k`` and ``k * oversample`` first capped at the store size n (k=1e9 gives (nq, n), not 1e9 columns)."""
+        if self.sharded is not None and rerank and not exact:
+            return self.sharded.search(xq, k, oversample)
         return dense_search(self.store, xq, k, oversample, exact, rerank)

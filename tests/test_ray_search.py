@@ -1,0 +1,113 @@
+"""Sharded search on a real local Ray (2 CPUs): a store's segments spread over actors give exactly
+the single-process results; a killed shard actor is replaced and the query retried, or the query
+fails with a clear error, or (only when asked) answers from the shards that are left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray[data] is in the test extras: pip install -e '.[test]'")
+
+from conftest import FakeEmbedder  # noqa: E402
+
+from indexing.build import index_paths  # noqa: E402
+from indexing.errors import ClusterError  # noqa: E402
+from indexing.ray_cluster import RayOptions, ray_session  # noqa: E402
+from indexing.ray_search import ShardedSearch, split_segments  # noqa: E402
+from indexing.search import search  # noqa: E402
+from rag.retrieve import Retriever  # noqa: E402
+
+WORDS = ("zebra savanna stripes volcano basalt magma saxophone reed brass glacier fjord iceberg "
+         "otter kelp beaver dam heron marsh lichen tundra comet orbit nebula quasar").split()
+QUERIES = ["zebra stripes on the savanna", "volcano magma basalt", "glacier fjord iceberg", "comet orbit nebula",
+           "otter kelp", "reed brass saxophone", "heron marsh lichen", "quasar tundra beaver"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.cloudpickle.register_pickle_by_value(sys.modules[FakeEmbedder.__module__])
+    with ray_session(RayOptions()) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store of 4 segments (four incremental runs; the first holds most chunks, so no refit
+    compaction merges them), one file of the first run deleted."""
+    root = tmp_path_factory.mktemp("sharded")
+    docs, path = root / "docs", root / "store"
+    docs.mkdir()
+    rng = np.random.default_rng(3)
+    for run in range(4):
+        for i in range(24 if run == 0 else 3):
+            (docs / f"r{run}-{i}.txt").write_text(" ".join(rng.choice(WORDS, size=int(rng.integers(40, 400)))), encoding="utf-8")
+        if run == 3:
+            (docs / "r0-0.txt").unlink()
+        index_paths([docs], path, embedder=FakeEmbedder(), chunk_tokens=32, overlap=4)
+    return path
+
+
+def test_segments_split_into_balanced_shards():
+    assert split_segments([10, 1, 1, 8], 2) == [[0], [1, 2, 3]]
+    assert split_segments([5, 5], 4) == [[0], [1]]  # never an empty shard
+
+
+def test_sharded_search_equals_one_process(local_ray, store):
+    single = Retriever.open(store, embedder=FakeEmbedder())
+    assert len(single.store.segments) >= 3 and single.store.manifest.deleted > 0
+    sharded = Retriever.open(store, embedder=FakeEmbedder(), ray=RayOptions(workers=2))
+    try:
+        assert len(sharded.sharded.groups) == 2
+        xq = FakeEmbedder().embed_queries(QUERIES)  # (8, d)
+        for k, oversample in ((10, 16), (3, 2), (10_000, 1)):
+            D, I = search(single.store, xq, k, oversample)
+            Ds, Is = sharded.search_vectors(xq, k, oversample)
+            np.testing.assert_array_equal(Is, I)
+            np.testing.assert_allclose(Ds, D, rtol=1e-6)
+        for q in QUERIES:
+            for mode in ("dense", "hybrid"):
+                assert [(h.row, round(h.score, 5)) for h in sharded.search(q, k=10, mode=mode)] == \
+                       [(h.row, round(h.score, 5)) for h in single.search(q, k=10, mode=mode)]
+    finally:
+        sharded.close()
+
+
+def test_a_killed_shard_is_replaced_and_the_query_retried(local_ray, store):
+    single = Retriever.open(store, embedder=FakeEmbedder())
+    xq = FakeEmbedder().embed_queries(QUERIES)
+    want = search(single.store, xq, 10, 16)
+    sharded = ShardedSearch(single.store, RayOptions(workers=2))
+    try:
+        os.kill(sharded.pids[0], signal.SIGKILL)
+        got = sharded.search(xq, 10, 16)
+        np.testing.assert_array_equal(got[1], want[1])
+        assert sharded.last_missing == []
+    finally:
+        sharded.close()
+
+
+def test_without_retries_a_killed_shard_fails_clearly_or_answers_partially_when_asked(local_ray, store):
+    single = Retriever.open(store, embedder=FakeEmbedder())
+    xq = FakeEmbedder().embed_queries(QUERIES)
+    for allow_partial in (False, True):
+        sharded = ShardedSearch(single.store, RayOptions(workers=2), allow_partial=allow_partial, retries=0)
+        try:
+            os.kill(sharded.pids[0], signal.SIGKILL)
+            time.sleep(0.5)
+            if not allow_partial:
+                with pytest.raises(ClusterError, match="no partial answer was given"):
+                    sharded.search(xq, 10, 16)
+            else:
+                D, I = sharded.search(xq, 10, 16)
+                assert sharded.last_missing == sharded.groups[0]
+                rows = I[I >= 0]
+                seg = np.searchsorted(single.store.offsets, rows, side="right") - 1
+                assert not np.isin(seg, sharded.groups[0]).any()  # nothing from the dead shard
+        finally:
+            sharded.close()
