@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from indexing.errors import ConfigError
+from rag.cli_ray import add_ray_flags, ray_options
 from rag.cli_util import clean, note_caps, positive_int, print_json
 from rag.fusion import DEFAULT_MODE, MODES
 from rag.retrieve import DEFAULT_K, DEFAULT_OVERSAMPLE
@@ -19,6 +20,7 @@ def _answer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="hybrid (keywords + vectors, default), dense or keyword")
     p.add_argument("--llm", default=None, help="chat model name, or 'extractive' (default: extractive unless OPENAI_API_KEY/OPENAI_BASE_URL is set)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    add_ray_flags(p, workers=True)  # --workers: search shards
 
 
 def add_chat_commands(sub: Any) -> None:
@@ -44,13 +46,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     if not args.question.strip():
         raise ConfigError("the question is empty; ask something, e.g. rag ask \"how do I ...?\" --store DIR")
-    retriever = Retriever.open(args.store)
+    retriever = Retriever.open(args.store, ray=ray_options(args))
     note_caps(args.k, args.oversample, retriever.store.n)
     chat = RagChat(retriever, make_answerer(retriever.embedder, args.llm, args.base_url), args.k, args.oversample, args.mode)
+    try:
+        answer = chat.ask(args.question)
+    finally:
+        retriever.close()
     if args.json:
-        print_json(chat.ask(args.question).to_dict())
+        print_json(answer.to_dict())
         return 0
-    answer = chat.ask(args.question)
     print(clean(answer.text))
     if answer.sources:
         print("\nSources:")
@@ -62,12 +67,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     from ui.app import build_app, launch
 
-    app = build_app(
-        args.store, stores_dir=args.stores_dir, llm=args.llm, base_url=args.base_url,
-        allow_upload=not args.read_only, k=args.k, oversample=args.oversample, mode=args.mode,
-    )
-    print(f"chat on http://{args.host}:{args.port}", file=sys.stderr)
-    launch(app, args.host, args.port, read_only=args.read_only)
+    ray = ray_options(args)
+    if ray is not None:
+        from indexing.ray_cluster import ray_session
+
+        ray.check()
+    with ray_session(ray) if ray is not None else nullcontext():  # one Ray for every store's shards
+        app = build_app(
+            args.store, stores_dir=args.stores_dir, llm=args.llm, base_url=args.base_url,
+            allow_upload=not args.read_only, k=args.k, oversample=args.oversample, mode=args.mode, ray=ray,
+        )
+        print(f"chat on http://{args.host}:{args.port}", file=sys.stderr)
+        launch(app, args.host, args.port, read_only=args.read_only)
     return 0

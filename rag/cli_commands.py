@@ -46,6 +46,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--oversample", type=positive_int, default=DEFAULT_OVERSAMPLE)
     p.add_argument("--exact", action="store_true", help="float32 brute force over the full vectors")
     p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="hybrid (keywords + vectors, default), dense or keyword")
+    add_ray_flags(p, workers=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
@@ -96,9 +97,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from rag.retrieve import Retriever
 
-    retriever = Retriever.open(args.store)
+    retriever = Retriever.open(args.store, ray=ray_options(args))
     note_caps(args.k, args.oversample, retriever.store.n)
-    hits = retriever.search(args.query, k=args.k, oversample=args.oversample, exact=args.exact, mode=args.mode)
+    try:
+        hits = retriever.search(args.query, k=args.k, oversample=args.oversample, exact=args.exact, mode=args.mode)
+    finally:
+        retriever.close()
     if args.json:
         print_json([h.to_dict() for h in hits])
         return 0

@@ -111,3 +111,21 @@ def test_without_retries_a_killed_shard_fails_clearly_or_answers_partially_when_
                 assert not np.isin(seg, sharded.groups[0]).any()  # nothing from the dead shard
         finally:
             sharded.close()
+
+
+def test_rag_search_and_ask_with_ray_answer_as_without(local_ray, store, monkeypatch, capsys):
+    import json
+
+    import rag.retrieve
+    from rag.cli import main
+
+    monkeypatch.setattr(rag.retrieve, "load_embedder", lambda model, *a, **k: FakeEmbedder())
+    out = {}
+    for flags in ([], ["--ray", "--workers", "2"]):
+        assert main(["search", "glacier fjord iceberg", "--store", str(store), "--json", "-k", "10", *flags]) == 0
+        out[bool(flags)] = [(h["row"], round(h["score"], 5)) for h in json.loads(capsys.readouterr().out)]
+        assert main(["ask", "glacier fjord iceberg", "--store", str(store), "--llm", "extractive", "--json", *flags]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        out[("ask", bool(flags))] = (answer["answer"], [s["source"] for s in answer["sources"]])
+    assert out[True] == out[False] and len(out[False]) == 10
+    assert out[("ask", True)] == out[("ask", False)] and out[("ask", False)][1]

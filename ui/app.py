@@ -34,8 +34,8 @@ UPLOAD_WAIT = 300.0
 class Stores:
     """Open stores by path, one RagChat each, sharing embedders; reopened after an upload."""
 
-    def __init__(self, llm: str | None, base_url: str | None) -> None:
-        self.llm, self.base_url = llm, base_url
+    def __init__(self, llm: str | None, base_url: str | None, ray: Any = None) -> None:
+        self.llm, self.base_url, self.ray = llm, base_url, ray  # ray: RayOptions for sharded search
         self._chats: dict[str, RagChat] = {}
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
@@ -48,11 +48,11 @@ class Stores:
             if cached is not None and cached.retriever.store.manifest.generation != current_generation(Path(store)):
                 del self._chats[store]  # another writer (`rag index`) committed: answer from its generation
             if store not in self._chats:
-                retriever = Retriever.open(store, verify=verify)
+                retriever = Retriever.open(store, verify=verify, ray=self.ray)  # a replaced one's shards end with it
                 model = retriever.store.manifest.model
                 if model not in self._embedders:
                     self._embedders[model] = load_embedder(model)
-                retriever = Retriever(retriever.store, self._embedders[model])
+                retriever = Retriever(retriever.store, self._embedders[model], retriever.sharded)
                 self._chats[store] = RagChat(retriever, make_answerer(retriever.embedder, self.llm, self.base_url))
             return self._chats[store]
 
@@ -131,11 +131,13 @@ def build_app(
     oversample: int = DEFAULT_OVERSAMPLE,
     concurrency: int = 8,
     mode: str = DEFAULT_MODE,
+    ray: Any = None,
 ):  # type: ignore[no-untyped-def]
-    """The Gradio Blocks app. ``allow_upload=False`` gives a read-only deployment."""
+    """The Gradio Blocks app. ``allow_upload=False`` gives a read-only deployment; ``ray``
+    (RayOptions) searches each store's segments on Ray actors."""
     import gradio as gr
 
-    stores = Stores(llm, base_url)
+    stores = Stores(llm, base_url, ray)
     choices = find_stores(Path(stores_dir) if stores_dir else None, [store])
     answerer_name = stores.chat(choices[0]).answerer.name
 
