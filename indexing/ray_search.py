@@ -90,8 +90,12 @@ class ShardedSearch:
         n = max(self.store.n, 1)
         k, c = min(k, n), min(k * oversample, n)
         xq = np.ascontiguousarray(xq, np.float32)
-        ref = self.ray.put(xq)
-        pending = [a.candidates.remote(ref, c) for a in self.actors]
+        pending = [a.candidates.remote(xq, c) for a in self.actors]  # a small xq travels inline with the call
+        self.last_missing = []
+        try:
+            return merge_candidates(self.ray.get(pending, timeout=QUERY_TIMEOUT), k, c)
+        except (self.ray.exceptions.RayError, TimeoutError):
+            pass  # one shard failed for good (Ray already restarted and retried it): which, below
         parts, missing = [], []
         for group, future in zip(self.groups, pending):
             try:
