@@ -59,6 +59,20 @@ def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
 
 
+@pytest.fixture(scope="session")
+def local_ray():  # type: ignore[no-untyped-def]
+    """One local Ray (this machine's CPUs, loopback only) for every test that needs it; the fake
+    embedder's module travels to Ray workers by value (they cannot import this conftest)."""
+    import sys
+
+    ray = pytest.importorskip("ray", reason="ray[data] is in the test extras: pip install -e '.[test]'")
+    from indexing.ray_cluster import RayOptions, ray_session
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with ray_session(RayOptions()) as r:
+        yield r
+
+
 def structured(n: int, nq: int, d: int = 128, latent: int = 16, noise: float = 0.1, seed: int = 0):
     """Unit vectors of low intrinsic dimension: a latent Gaussian spread into d dims, plus noise.
 

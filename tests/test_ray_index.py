@@ -18,7 +18,7 @@ from conftest import FakeEmbedder  # noqa: E402
 
 from indexing.build import index_paths  # noqa: E402
 from indexing.errors import ClusterError  # noqa: E402
-from indexing.ray_cluster import RayOptions, ray_session  # noqa: E402
+from indexing.ray_cluster import RayOptions  # noqa: E402
 from indexing.store import Store  # noqa: E402
 from rag.cli import main  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
@@ -30,13 +30,7 @@ QUERIES = ["zebra stripes on the savanna", "volcano magma basalt", "glacier fjor
 SETTINGS = {"chunk_tokens": 32, "overlap": 4}
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray for the module; the fake embedder's module travels to the workers by value."""
-    for module in (FakeEmbedder.__module__, __name__):  # test modules cannot be imported on workers
-        ray.cloudpickle.register_pickle_by_value(sys.modules[module])
-    with ray_session(RayOptions()) as r:
-        yield r
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
 
 
 def write_corpus(folder: Path, files: int = 30, seed: int = 0) -> Path:
