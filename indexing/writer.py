@@ -140,8 +140,10 @@ class StoreWriter:
             documents += entry.documents
         comp = Compression(basis.pca.dims, float(basis.pca.energy.sum()), basis.fit_vectors, self.dtype,
                            base.manifest.compression.ann if base else self.compression.ann, self.full_dtype, self.dim)
+        # a base without a keyword index keeps saying so until the compaction gives all its segments one
+        keywords = self.keywords.manifest() if base is None or base.keyword_settings is not None else None
         manifest = Manifest(c.generation, self.model, self.dim, comp, asdict(self.chunker), basis_entry, tuple(segments),
-                            documents, self.keywords.manifest(), base.manifest.fusion if base else None, writer_versions())
+                            documents, keywords, base.manifest.fusion if base else None, writer_versions())
         c.publish(manifest)
         return manifest
 

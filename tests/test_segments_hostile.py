@@ -213,3 +213,44 @@ def test_impossible_document_rows_are_a_store_error(two_segments, tmp_path, sql)
     with pytest.raises(StoreError, match=str(path)):
         write(path, Store.open(path, verify=False, lazy=True), {"/d/x": vectors(np.random.default_rng(5), 2)}, {"/d/3"})
     StoreLock(path).acquire().release()
+
+
+def test_a_store_without_keyword_index_keeps_answering_when_its_migration_is_interrupted(tmp_path, fake_embedder, monkeypatch):
+    """A write to a store from before the keyword index published a manifest claiming one, then
+    compacted to build it. Killed in between (or the compaction failing), the store said it had a
+    keyword index its old segment lacks: every hybrid search (the default) failed, and since the
+    store now claimed an index, no later write ever built it."""
+    from indexing import writer
+    from indexing.build import index_paths
+    from test_segments import FIXTURE
+
+    path = copy_store(FIXTURE, tmp_path / "old")
+    db_file = path / "g000001" / "chunks.sqlite"
+    db = sqlite3.connect(db_file)
+    db.executescript("DROP TABLE keyword; DROP TABLE keyword_df; VACUUM;")  # as written before the keyword index
+    db.close()
+
+    def no_keyword(m: dict) -> None:
+        del m["keyword"]
+        m["files"]["chunks.sqlite"] = {"bytes": db_file.stat().st_size, "sha256": hashlib.sha256(db_file.read_bytes()).hexdigest()}
+
+    edit_manifest(path, no_keyword)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "owl.txt").write_text("Owls hunt mice at night.", encoding="utf-8")
+
+    def killed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt("killed between the commit and its compaction")
+
+    monkeypatch.setattr(writer, "_compact_if", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index_paths([docs], path, embedder=fake_embedder)
+    monkeypatch.undo()
+    with Store.open(path) as s:
+        assert len(s.segments) == 2 and s.keyword_settings is None
+        assert "Glaciers" in Retriever(s, fake_embedder).search("glacier ice", k=1)[0].text  # hybrid falls back to dense
+    (docs / "cat.txt").write_text("Cats purr.", encoding="utf-8")
+    index_paths([docs], path, embedder=fake_embedder)  # the next write builds the keyword index
+    with Store.open(path) as s:
+        assert s.keyword_settings is not None and len(s.segments) == 1
+        assert "Glaciers" in Retriever(s, fake_embedder).search("glacier ice", k=1, mode="keyword")[0].text
