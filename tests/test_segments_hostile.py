@@ -254,3 +254,25 @@ def test_a_store_without_keyword_index_keeps_answering_when_its_migration_is_int
     with Store.open(path) as s:
         assert s.keyword_settings is not None and len(s.segments) == 1
         assert "Glaciers" in Retriever(s, fake_embedder).search("glacier ice", k=1, mode="keyword")[0].text
+
+
+def test_a_users_folder_named_by_a_damaged_manifest_survives_refits(tmp_path, fake_embedder):
+    """Publishing marks the folders the replaced manifest names (format-1 generations had no
+    marker), and marked folders go once unnamed. A damaged manifest naming a user's ``g2019/``
+    (here as a tombstone folder) got it marked by `rag index --refit` (what the damage message
+    advises) and deleted by the next write."""
+    from indexing.build import index_paths
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("alpha words here", encoding="utf-8")
+    store = tmp_path / "store"
+    index_paths([docs], store, embedder=fake_embedder)
+    (store / "g2019").mkdir()
+    (store / "g2019" / "holiday.jpg").write_text("precious", encoding="utf-8")
+    edit_manifest(store, lambda m: m["segments"][0].update(deleted={"dir": "g2019", "file": "x.npy", "count": 0, "bytes": 1, "sha256": "0"}))
+    for i in range(2):
+        (docs / f"b{i}.txt").write_text(f"beta {i}", encoding="utf-8")
+        index_paths([docs], store, embedder=fake_embedder, refit=True)
+    assert (store / "g2019" / "holiday.jpg").read_text(encoding="utf-8") == "precious"
+    assert not (store / "g000001").exists()  # the store's own old generation still goes
