@@ -132,8 +132,8 @@ class SegmentReader:
         self.entry, self.basis, self.dtype, self.full_dtype = entry, basis, dtype, full_dtype
         self.folder = store_dir / entry.dir
         self.rows = entry.rows
-        self.dead = self._tombstones(store_dir)  # (rows,) bool, or None when nothing is deleted
         self.full = self._full_vectors()  # (rows, d) uint8 float8 codes or float16, memory-mapped
+        self.dead = self._tombstones(store_dir)  # (rows,) bool, or None; after the size check above bounds rows
         self._index = None
         self._db: ChunkDb | None = None
         if not lazy:
