@@ -50,11 +50,12 @@ VOCAB = np.array([f"w{i:04d}" for i in range(2000)])
 def docs(n: int, start: int = 0, seed: int = 0):  # type: ignore[no-untyped-def]
     """Yield (record, chunks, vectors (m, d)) for n rows, 10 per document."""
     rng = np.random.default_rng(seed)
-    row = start
+    row, doc = start, start // PER_DOC
     for xb in iter_xb(n, seed=seed + 1):
         for d0 in range(0, len(xb), PER_DOC):
-            part = xb[d0 : d0 + PER_DOC]
-            path = f"/bench/d{row // PER_DOC}.txt"
+            part = xb[d0 : d0 + PER_DOC]  # a batch boundary may cut a document short: it stays one path
+            path = f"/bench/d{doc}.txt"
+            doc += 1
             ids = rng.zipf(1.3, (len(part), WORDS)) % len(VOCAB)
             chunks = [Chunk(path, path, "", None, i, i + 1, " ".join(VOCAB[r])) for i, r in enumerate(ids)]
             yield DocumentRecord(path, path, "", f"sha{row}"), chunks, part

@@ -219,15 +219,27 @@ static inline void score_tile(const float *tile, const float *x, Py_ssize_t dp, 
 
 #define SMALL_SCAN_BYTES ((size_t)1 << 20)
 
-static int search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float *xq_in, Py_ssize_t nq,
+/* One code buffer of a multi-segment scan: n rows, reported as row numbers offset + 0 .. n - 1. */
+typedef struct {
+    const uint8_t *codes;
+    Py_ssize_t n;
+    int64_t offset;
+} segment_t;
+
+/* Top-k over every segment in one parallel region: the threads split each segment's rows and
+   move on without a barrier, so many small segments cost about what one segment of their size
+   costs (one team start and join per call, not per segment). */
+static int search(const segment_t *segs, int nseg, Py_ssize_t d, const float *xq_in, Py_ssize_t nq,
                   Py_ssize_t k, float *outD, int64_t *outI) {
+    Py_ssize_t total = 0;
+    for (int s = 0; s < nseg; s++) total += segs[s].n;
     int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();
 #endif
     /* a small scan (a small segment: an upload) runs on one thread: under 1 MiB of code bytes per
        query block, starting and joining the team costs more than the second core saves */
-    if ((size_t)n * (size_t)d * (size_t)nq < SMALL_SCAN_BYTES) nt = 1;
+    if ((size_t)total * (size_t)d * (size_t)nq < SMALL_SCAN_BYTES) nt = 1;
     if (nq == 0) return 0;
     Py_ssize_t dp = (d + 31) / 32 * 32;
     /* queries padded with zeros to a multiple of 4 queries and 32 dimensions for the SIMD steps */
@@ -260,11 +272,15 @@ static int search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float 
 #ifdef _OPENMP
         t = omp_get_thread_num();
 #endif
+        for (int sg = 0; sg < nseg; sg++) {
+        const uint8_t *codes = segs[sg].codes;
+        const Py_ssize_t n = segs[sg].n;
+        const int64_t off = segs[sg].offset;
         if (nq == 1) { /* one query: decode and multiply in one pass, four rows per step */
             float *v = hv + (Py_ssize_t)t * k;
             int64_t *id = hi + (Py_ssize_t)t * k;
             Py_ssize_t nb = (n + ROWS_PER_STEP - 1) / ROWS_PER_STEP;
-            #pragma omp for schedule(static)
+            #pragma omp for schedule(static) nowait
             for (Py_ssize_t b = 0; b < nb; b++) {
                 Py_ssize_t i0 = b * ROWS_PER_STEP;
                 float s[ROWS_PER_STEP];
@@ -277,12 +293,12 @@ static int search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float 
                 }
                 else for (Py_ssize_t r = 0; i0 + r < n; r++) s[r] = dot_row(codes + (i0 + r) * d, xq, d);
                 for (Py_ssize_t r = 0; r < ROWS_PER_STEP && i0 + r < n; r++)
-                    if (hs[t] < k || s[r] > v[0]) heap_push(v, id, k, hs + t, s[r], (int64_t)(i0 + r));
+                    if (hs[t] < k || s[r] > v[0]) heap_push(v, id, k, hs + t, s[r], off + (int64_t)(i0 + r));
             }
         } else { /* a block of queries: decode TILE rows once, score them against every query */
             float *rows = work + (size_t)t * 2 * TILE * dp, *tile = rows + TILE * dp; /* (TILE, dp), (dp, TILE) */
             Py_ssize_t nb = (n + TILE - 1) / TILE;
-            #pragma omp for schedule(static)
+            #pragma omp for schedule(static) nowait
             for (Py_ssize_t b = 0; b < nb; b++) {
                 Py_ssize_t i0 = b * TILE, m = n - i0 < TILE ? n - i0 : TILE;
                 for (Py_ssize_t r = 0; r < m; r++) decode_row(codes + (i0 + r) * d, rows + r * dp, d);
@@ -299,10 +315,11 @@ static int search(const uint8_t *codes, Py_ssize_t n, Py_ssize_t d, const float 
                         float *v = hv + h * k;
                         int64_t *id = hi + h * k;
                         for (Py_ssize_t r = 0; r < m; r++)
-                            if (hs[h] < k || acc[u][r] > v[0]) heap_push(v, id, k, hs + h, acc[u][r], (int64_t)(i0 + r));
+                            if (hs[h] < k || acc[u][r] > v[0]) heap_push(v, id, k, hs + h, acc[u][r], off + (int64_t)(i0 + r));
                     }
                 }
             }
+        }
         }
     }
     /* merge the per-thread heaps of each query, then sort descending */
@@ -335,8 +352,9 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
              && D.len >= (Py_ssize_t)(nq * k * sizeof(float)) && I.len >= (Py_ssize_t)(nq * k * sizeof(int64_t));
     int failed = 0;
     if (ok) {
+        segment_t seg = {(const uint8_t *)codes.buf, n, 0};
         Py_BEGIN_ALLOW_THREADS
-        failed = search((const uint8_t *)codes.buf, n, d, (const float *)xq.buf, nq, k, (float *)D.buf, (int64_t *)I.buf);
+        failed = search(&seg, 1, d, (const float *)xq.buf, nq, k, (float *)D.buf, (int64_t *)I.buf);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&codes); PyBuffer_Release(&xq); PyBuffer_Release(&D); PyBuffer_Release(&I);
@@ -348,7 +366,54 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* search_many(codes_list, offsets, d, xq, nq, k, D, I): the segments' code buffers, each holding
+   len(buffer) / d rows numbered from its offset, scanned as one. */
+static PyObject *py_search_many(PyObject *self, PyObject *args) {
+    PyObject *codes_list, *offsets;
+    Py_buffer xq, D, I;
+    Py_ssize_t d, nq, k;
+    if (!PyArg_ParseTuple(args, "OOny*nnw*w*", &codes_list, &offsets, &d, &xq, &nq, &k, &D, &I)) return NULL;
+    Py_ssize_t nseg = PySequence_Check(codes_list) && PySequence_Check(offsets) ? PySequence_Size(codes_list) : -1;
+    const Py_ssize_t big = PY_SSIZE_T_MAX / 16;
+    int ok = nseg >= 0 && nseg < 1 << 20 && PySequence_Size(offsets) == nseg && d > 0 && nq >= 0 && k > 0
+             && nq < big / d && nq < big / k / 64 && xq.len >= (Py_ssize_t)(nq * d * sizeof(float))
+             && D.len >= (Py_ssize_t)(nq * k * sizeof(float)) && I.len >= (Py_ssize_t)(nq * k * sizeof(int64_t));
+    Py_buffer *bufs = ok ? calloc((size_t)nseg + 1, sizeof(Py_buffer)) : NULL;
+    segment_t *segs = ok ? calloc((size_t)nseg + 1, sizeof(segment_t)) : NULL;
+    Py_ssize_t got = 0;
+    ok = ok && bufs && segs;
+    for (; ok && got < nseg; got++) {
+        PyObject *item = PySequence_GetItem(codes_list, got), *o = PySequence_GetItem(offsets, got);
+        long long offset = o ? PyLong_AsLongLong(o) : -1;
+        int have = item && PyObject_GetBuffer(item, &bufs[got], PyBUF_SIMPLE) == 0;
+        Py_XDECREF(item); Py_XDECREF(o);
+        if (!have) { PyErr_Clear(); ok = 0; break; }
+        if (PyErr_Occurred() || offset < 0 || bufs[got].len % d) { PyErr_Clear(); ok = 0; got++; break; }
+        segs[got].codes = (const uint8_t *)bufs[got].buf;
+        segs[got].n = bufs[got].len / d;
+        segs[got].offset = (int64_t)offset;
+    }
+    int failed = 0;
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        failed = search(segs, (int)nseg, d, (const float *)xq.buf, nq, k, (float *)D.buf, (int64_t *)I.buf);
+        Py_END_ALLOW_THREADS
+    }
+    for (Py_ssize_t s = 0; s < got && bufs; s++) PyBuffer_Release(&bufs[s]);
+    free(bufs); free(segs);
+    PyBuffer_Release(&xq); PyBuffer_Release(&D); PyBuffer_Release(&I);
+    if (failed) return PyErr_NoMemory();
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "search_many(codes_list, offsets, d, xq, nq, k, D, I): bad segments, sizes or buffers");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"search_many", py_search_many, METH_VARARGS,
+     "search_many(codes_list, offsets, d, xq, nq, k, D, I): search() over several code buffers of d-byte "
+     "rows at once; a row r of buffer s is reported as offsets[s] + r."},
     {"search", py_search, METH_VARARGS,
      "search(codes, n, d, xq, nq, k, D, I): top-k inner products of float32 queries xq (nq, d) "
      "with float8 e4m3fn rows codes (n, d); writes D (nq, k) float32 and I (nq, k) int64."},

@@ -21,7 +21,7 @@ from typing import Any
 
 from indexing import keyword
 from indexing.chunk import Chunk
-from indexing.errors import StoreError
+from indexing.errors import ConfigError, StoreError
 
 DB_FILE = "chunks.sqlite"
 QUERY_SECONDS = 30.0  # a query running longer is stopped (a hostile view, a huge table)
@@ -68,13 +68,16 @@ class ChunkDbWriter:
         self.n = 0
 
     def add(self, doc: DocumentRecord, chunks: Iterable[Chunk]) -> int:
-        """Append a document and its chunks as consecutive rows; returns how many were added."""
+        """Append a document and its chunks as consecutive rows; returns how many were added.
+        A path added before in this segment is refused: its first rows would stay live, unnamed."""
+        if self.db.execute("SELECT 1 FROM documents WHERE path = ?", (doc.path,)).fetchone():
+            raise ConfigError(f"document {doc.path!r} was already added in this commit; add each path once")
         first = self.n
-        rows = []
-        for c in chunks:
-            rows.append((self.n, c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text, c.extra))
-            self.n += 1
-        self.db.execute("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?)",
+        rows = [(first + i, c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text, c.extra) for i, c in enumerate(chunks)]
+        if not rows:  # a document without rows could never be found, deleted or told apart from the next one
+            raise ConfigError(f"document {doc.path!r} has no chunks; add a document with at least one")
+        self.n += len(rows)
+        self.db.execute("INSERT INTO documents VALUES (?,?,?,?,?,?)",
                         (doc.path, doc.source, doc.title, doc.sha256, len(rows), first))
         self.db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)", rows)
         keyword.add(self.db, [(r[0], r[3], r[7]) for r in rows])
@@ -120,7 +123,7 @@ class ChunkDb:
             raise StoreError(f"{file} is not a readable chunk database: {exc}") from exc
         if count != rows:
             raise StoreError(f"{file} has {count} chunks, the manifest says {rows}")
-        self.db = db
+        self.db, self.rows = db, rows
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only statement through the hardened connection; an unreadable
@@ -141,10 +144,18 @@ class ChunkDb:
     def documents(self) -> list[DocumentRecord]:
         """Every document of the segment (with its first row; format 1: looked up per document)."""
         if self.has_first_row:
-            return [DocumentRecord(*r) for r in self.read("SELECT path, source, title, sha256, chunks, first_row FROM documents")]
-        first = dict(self.read("SELECT doc_path, min(row) FROM chunks GROUP BY doc_path"))
-        return [DocumentRecord(p, s, t, h, n, first.get(p)) for p, s, t, h, n in
-                self.read("SELECT path, source, title, sha256, chunks FROM documents")]
+            docs = [DocumentRecord(*r) for r in self.read("SELECT path, source, title, sha256, chunks, first_row FROM documents")]
+        else:
+            first = dict(self.read("SELECT doc_path, min(row) FROM chunks GROUP BY doc_path"))
+            docs = [DocumentRecord(p, s, t, h, n, first.get(p)) for p, s, t, h, n in
+                    self.read("SELECT path, source, title, sha256, chunks FROM documents")]
+        for d in docs:  # the rows a document names are indexed into masks and ranges: checked here
+            n, r0 = d.chunks, d.first_row
+            ok = isinstance(d.path, str) and type(n) is int and (r0 is None and not self.has_first_row or type(r0) is int)
+            if not ok or (r0 is not None and not (0 <= r0 and 1 <= n <= self.rows - r0)):
+                raise StoreError(f"{self.file}: document {d.path!r} names rows {r0!r} + {n!r} of {self.rows}: damaged; "
+                                 "rebuild with `rag index ... --refit`")
+        return docs
 
     def by_paths(self, paths: Sequence[str]) -> list[ChunkRow]:
         """Every chunk of the documents at ``paths``."""

@@ -11,6 +11,8 @@ When a commit runs it automatically (``plan``), documented in docs/store-format.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from indexing.basis import Basis
@@ -46,34 +48,40 @@ def refit_basis(store: Store, segments: list[int], fit_sample: int, seed: int = 
 
 
 def merge_into(writer: SegmentWriter, store: Store, segments: list[int], same_basis: bool) -> None:
-    """Copy the live rows of ``segments`` (in order) into ``writer``: chunks and documents as they
-    are; vectors byte for byte when the basis is the same and the codes are flat float8,
-    re-encoded from the full vectors otherwise."""
+    """Copy the live documents of ``segments`` (in order) into ``writer``: chunks and documents as
+    they are; the vectors of exactly the rows copied (a live row no document names is dropped),
+    byte for byte when the basis is the same and the codes are flat float8, re-encoded from the
+    full vectors otherwise."""
     records = store.document_records()
     for s in segments:
         seg = store.segments[s]
-        docs = sorted((d for i, d in records.values() if i == s), key=lambda d: d.first_row or 0)
-        rows = seg.live_rows()  # (live,) local, ascending: the documents' chunks in order
-        chunks = seg.db.iter_chunks(BATCH)
-        _copy_documents(writer, seg, docs, chunks)
+        docs = sorted((d for i, d in records.values() if i == s and d.first_row is not None), key=lambda d: d.first_row)
         copy_codes = same_basis and store.manifest.compression.dtype == "float8" and seg.entry.ann == "flat"
-        for r0 in range(0, len(rows), BATCH):
-            part = rows[r0 : r0 + BATCH]
-            if copy_codes:
-                writer.add_encoded(seg.full[part], seg.codes(part))
-            else:
-                writer.add_vectors(seg.decode_full(part))
+        pending: list[int] = []  # local rows copied, vectors not yet
+        for rows in _copy_documents(writer, seg, docs, seg.db.iter_chunks(BATCH)):
+            pending += rows
+            if len(pending) >= BATCH or not rows:
+                part = np.asarray(pending, np.int64)  # (b,) ascending
+                if copy_codes:
+                    writer.add_encoded(seg.full[part], seg.codes(part))
+                else:
+                    writer.add_vectors(seg.decode_full(part))
+                pending = []
 
 
-def _copy_documents(writer: SegmentWriter, seg: SegmentReader, docs: list[DocumentRecord], chunks) -> None:  # type: ignore[no-untyped-def]
-    """Each live document with its chunks, in row order (a document's chunks are consecutive)."""
-    it = iter(chunks)
+def _copy_documents(writer: SegmentWriter, seg: SegmentReader, docs: list[DocumentRecord],
+                    chunks: Iterator[ChunkRow]) -> Iterator[list[int]]:
+    """Each live document with its own chunks (rows first_row .. first_row + chunks - 1, live), in
+    row order; yields the local rows copied for each, and finally an empty list."""
+    c = next(chunks, None)
     for doc in docs:
+        lo = doc.first_row
         own: list[ChunkRow] = []
-        for c in it:
-            if seg.dead is not None and seg.dead[c.row]:
-                continue
-            own.append(c)
-            if len(own) == doc.chunks:
-                break
-        writer.db.add(doc, own)
+        while c is not None and c.row < lo + doc.chunks:
+            if c.row >= lo and (seg.dead is None or not seg.dead[c.row]):
+                own.append(c)
+            c = next(chunks, None)
+        if own:
+            writer.db.add(doc, own)
+            yield [x.row for x in own]
+    yield []

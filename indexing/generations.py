@@ -16,10 +16,12 @@ import shutil
 from pathlib import Path
 
 from indexing.errors import StoreError
-from indexing.manifest import GENERATION, MANIFEST
+from indexing.manifest import BASIS_FILES, FULL_FILE, GENERATION, MANIFEST, SEGMENT_FILES
 
 MARKER = ".rag-generation"  # empty file: this folder was made by a store writer
 TMP = re.compile(r"\.tmp-(g[0-9]{1,9})-[0-9]+\Z", re.ASCII)
+STORE_FILES = {*BASIS_FILES, *SEGMENT_FILES, *FULL_FILE.values()}  # what a generation folder holds
+TOMBSTONE = re.compile(r"deleted-g[0-9]{1,9}\.npy\Z", re.ASCII)
 
 
 def current_generation(store_dir: Path) -> str | None:
@@ -55,8 +57,10 @@ def is_ours(folder: Path) -> bool:
 
 
 def mark(folder: Path) -> None:
-    """Mark a generation a manifest named (a store written before markers existed)."""
-    if folder.is_dir() and not folder.is_symlink() and not (folder / MARKER).exists():
+    """Mark a generation a manifest named (a store written before markers existed), if it holds
+    store files only: a damaged manifest naming a user's ``g2019/`` must not get it deleted."""
+    if folder.is_dir() and not folder.is_symlink() and not (folder / MARKER).exists() \
+            and all(e.name in STORE_FILES or TOMBSTONE.match(e.name) for e in folder.iterdir()):
         (folder / MARKER).touch()
 
 

@@ -199,6 +199,11 @@ class Manifest:
             _require(data["basis"], path, {"dir": str, "files": dict})
             basis = (_generation(data["basis"]["dir"], path), _files(data["basis"]["files"], path))
             segments = tuple(_segment(s, path) for s in data["segments"])
+        seen: set[str] = set()
+        for seg in segments:  # a segment listed twice: each of its rows would be two global rows
+            if seg.dir in seen:
+                raise StoreError(f"{path}: segment {seg.dir!r} is listed twice; the manifest is corrupt")
+            seen.add(seg.dir)
         for name in BASIS_FILES:
             if name not in basis[1]:
                 raise StoreError(f"{path}: the basis does not list {name}; the manifest is corrupt")

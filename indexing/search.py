@@ -16,21 +16,37 @@ from collections.abc import Sequence
 import numpy as np
 
 from indexing.errors import ConfigError
+from indexing.float8_scan import float8_search_many
+from indexing.segment import live_top
 from indexing.store import Store
 
 
 def first_stage(store: Store, xr: np.ndarray, c: int, segments: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reduced queries xr (nq, p) -> D, I (nq, c): the best live global rows (-1: fewer exist)."""
     nq = len(xr)
+    chosen = [s for s in (range(len(store.segments)) if segments is None else segments) if store.segments[s].live]
+    flat = [s for s in chosen if store.segments[s].flat_float8]
     Ds, Is = [np.full((nq, 0), -np.inf, np.float32)], [np.zeros((nq, 0), np.int64)]
-    for s in range(len(store.segments)) if segments is None else segments:
-        seg = store.segments[s]
-        if seg.live == 0:
-            continue
-        D, I = seg.top(xr, c)  # (nq, <= c) local
+    if flat:  # one kernel call over every flat float8 segment (one thread team, not one per segment)
+        D, I = _flat_top(store, flat, xr, c)
         Ds.append(D.astype(np.float32))
-        Is.append(np.where(I >= 0, I + store.offsets[s], -1))
+        Is.append(I)
+    for s in chosen:
+        if s not in flat:  # IVF or another dtype: FAISS's own search, segment by segment
+            D, I = store.segments[s].top(xr, c)  # (nq, <= c) local
+            Ds.append(D.astype(np.float32))
+            Is.append(np.where(I >= 0, I + store.offsets[s], -1))
     return top_by_score(np.concatenate(Ds, axis=1), np.concatenate(Is, axis=1), c)
+
+
+def _flat_top(store: Store, flat: list[int], xr: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``c`` live global rows of the flat float8 segments ``flat``: D, I (nq, c)."""
+    segs = [store.segments[s] for s in flat]
+    rows, live = sum(s.rows for s in segs), sum(s.live for s in segs)
+    indexes, offsets = [s.index for s in segs], [int(store.offsets[s]) for s in flat]
+    dead = store.dead_mask() if live < rows else None  # (store.rows,) bool
+    return live_top(lambda m: float8_search_many(indexes, offsets, store.reduced_codec, xr, m), rows, live,
+                    None if dead is None else lambda I: dead[I], c)
 
 
 def top_by_score(D: np.ndarray, I: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:

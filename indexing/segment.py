@@ -124,6 +124,27 @@ def segment_files(entry_full_dtype: str) -> tuple[str, ...]:
     return INDEX_FILE, FULL_FILE[entry_full_dtype], DB_FILE
 
 
+def live_top(search, rows: int, live: int, is_dead, c: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """The ``c`` best live rows of ``rows`` (``live`` of them live) for a ``search(m) -> D, I (nq, m)``
+    over all rows, ``is_dead(I) -> bool mask`` (None: nothing deleted): D, I (nq, c), -1 where none.
+    Over-fetches ``c * rows / live * OVERFETCH + 16``; if a query still lacks ``c`` live rows,
+    fetches ``c + (rows - live)``, which always holds them."""
+    c = max(1, min(c, live))
+    if is_dead is None:
+        return search(c)
+    m = min(rows, int(c * rows / max(1, live) * OVERFETCH) + 16)
+    D, I = search(m)
+    keep = (I >= 0) & ~is_dead(np.maximum(I, 0))  # (nq, m)
+    if m < rows and keep.sum(axis=1).min() < c:  # deleted rows crowd the top: fetch enough
+        D, I = search(min(rows, c + rows - live))
+        keep = (I >= 0) & ~is_dead(np.maximum(I, 0))
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :c]  # live first, in score order
+    D, I = np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
+    gone = ~np.take_along_axis(keep, order, 1)
+    D[gone], I[gone] = -np.inf, -1
+    return D, I
+
+
 class SegmentReader:
     """A read-only segment: codes in FAISS, memory-mapped full vectors, its chunk database, and
     the mask of its deleted rows."""
@@ -132,8 +153,8 @@ class SegmentReader:
         self.entry, self.basis, self.dtype, self.full_dtype = entry, basis, dtype, full_dtype
         self.folder = store_dir / entry.dir
         self.rows = entry.rows
-        self.dead = self._tombstones(store_dir)  # (rows,) bool, or None when nothing is deleted
         self.full = self._full_vectors()  # (rows, d) uint8 float8 codes or float16, memory-mapped
+        self.dead = self._tombstones(store_dir)  # (rows,) bool, or None; after the size check above bounds rows
         self._index = None
         self._db: ChunkDb | None = None
         if not lazy:
@@ -215,20 +236,15 @@ class SegmentReader:
 
     def top(self, xr: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``c`` best live rows for reduced queries xr (nq, p): D, I (nq, c) local (-1: none)."""
-        c = max(1, min(c, self.live))
-        if self.dead is None:
-            return self._search(xr, c)
-        m = min(self.rows, int(c * self.rows / max(1, self.live) * OVERFETCH) + 16)
-        D, I = self._search(xr, m)
-        keep = (I >= 0) & ~self.dead[np.maximum(I, 0)]  # (nq, m)
-        if m < self.rows and keep.sum(axis=1).min() < c:  # deleted rows crowd the top: fetch enough
-            D, I = self._search(xr, min(self.rows, c + int(self.dead.sum())))
-            keep = (I >= 0) & ~self.dead[np.maximum(I, 0)]
-        order = np.argsort(~keep, axis=1, kind="stable")[:, :c]  # live first, in score order
-        D, I = np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
-        gone = ~np.take_along_axis(keep, order, 1)
-        D[gone], I[gone] = -np.inf, -1
-        return D, I
+        dead = self.dead
+        return live_top(lambda m: self._search(xr, m), self.rows, self.live, None if dead is None else lambda I: dead[I], c)
+
+    @property
+    def flat_float8(self) -> bool:
+        """Codes the float8 kernel scans (a flat float8 index), so many segments go in one call."""
+        import faiss
+
+        return self.dtype == "float8" and isinstance(self.index, faiss.IndexPQ)
 
     def _search(self, xr: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
         import faiss

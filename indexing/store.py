@@ -53,6 +53,7 @@ class Store:
         self.offsets = np.cumsum([0] + [s.rows for s in manifest.segments]).astype(np.int64)  # (S + 1,)
         self.n = manifest.chunks  # live chunks
         self.rows = manifest.rows  # global row space, deleted rows included
+        self._dead: np.ndarray | None = None
 
     @property
     def pca(self) -> Pca:
@@ -127,6 +128,16 @@ class Store:
             if dead is not None:
                 out[seg == s] = ~dead[local[seg == s]]
         return out
+
+    def dead_mask(self) -> np.ndarray:
+        """(rows,) bool: the deleted global rows (made once per open store)."""
+        if self._dead is None:
+            dead = np.zeros(self.rows, bool)
+            for s, seg in enumerate(self.segments):
+                if seg.dead is not None:
+                    dead[self.offsets[s] : self.offsets[s + 1]] = seg.dead
+            self._dead = dead
+        return self._dead
 
     def decode_full(self, rows: np.ndarray) -> np.ndarray:
         """Global rows (m,) -> (m, d) float32 full vectors."""

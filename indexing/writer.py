@@ -68,15 +68,15 @@ class StoreWriter:
             self._commit = Commit(self.dir)  # reads the current generation under the lock
             if base is not None and base.manifest.generation != self._commit.previous:
                 raise StoreError(f"{self.dir} was changed by another writer since it was opened; run again")
-        except BaseException:
+            self._base_docs = base.document_records() if base is not None else {}  # reads every segment's database
+            self.keywords = (base.keyword_settings if base is not None else None) or keywords or keyword.KeywordSettings()
+        except BaseException:  # a damaged base: the lock is not kept (a long-lived process could never write again)
             self._release()
             raise
         self.model, self.dim, self.chunker, self.compression, self.base = model, dim, chunker, compression, base
-        self.keywords = (base.keyword_settings if base is not None else None) or keywords or keyword.KeywordSettings()
         # an incremental run keeps the base's dtypes: new segments are searched beside the old
         self.dtype = base.manifest.compression.dtype if base else compression.dtype
         self.full_dtype = base.full_dtype if base else compression.full_dtype
-        self._base_docs = base.document_records() if base is not None else {}
         self.deleted: set[str] = set()
         self._segment: SegmentWriter | None = None
 
@@ -92,14 +92,14 @@ class StoreWriter:
     def add(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
         """Add a document (replacing the base's document at the same path): its chunks and their
         unit-length embeddings (m, d)."""
-        if doc.path in self._base_docs:
-            self.deleted.add(doc.path)
         if self._segment is None:
             name, folder = self._commit.new_folder()
             c = self.compression
             self._segment = SegmentWriter(folder, self.dim, self.dtype, self.full_dtype, self.keywords,
                                           self.base.basis if self.base else None, c.pca_dims, c.pca_variance, c.fit_sample, name)
         self._segment.add(doc, chunks, vectors)
+        if doc.path in self._base_docs:  # only once added: a refused add deletes nothing
+            self.deleted.add(doc.path)
 
     @property
     def changed(self) -> bool:
@@ -140,8 +140,10 @@ class StoreWriter:
             documents += entry.documents
         comp = Compression(basis.pca.dims, float(basis.pca.energy.sum()), basis.fit_vectors, self.dtype,
                            base.manifest.compression.ann if base else self.compression.ann, self.full_dtype, self.dim)
+        # a base without a keyword index keeps saying so until the compaction gives all its segments one
+        keywords = self.keywords.manifest() if base is None or base.keyword_settings is not None else None
         manifest = Manifest(c.generation, self.model, self.dim, comp, asdict(self.chunker), basis_entry, tuple(segments),
-                            documents, self.keywords.manifest(), base.manifest.fusion if base else None, writer_versions())
+                            documents, keywords, base.manifest.fusion if base else None, writer_versions())
         c.publish(manifest)
         return manifest
 
@@ -216,7 +218,8 @@ def _compact(store: Store, chosen: list[int], refit: bool, fit_sample: int, keyw
             basis.save(folder)
             basis_entry = (name, commit.file_metas(name, BASIS_FILES_ORDER))
         segments = [s for i, s in enumerate(m.segments) if i not in chosen]
-        segments[min(chosen):min(chosen)] = merged
+        at = min(chosen, default=0)  # no segment at all: every document was deleted
+        segments[at:at] = merged
         comp = replace(m.compression, pca_energy_kept=float(basis.pca.energy.sum()), pca_fit_vectors=basis.fit_vectors)
         new = replace(m, generation=commit.generation, segments=tuple(segments), basis=basis_entry, compression=comp,
                       keyword=keywords.manifest(), writer=writer_versions(), format_version=2)

@@ -107,3 +107,27 @@ def test_every_byte_value_scores_as_the_codebook_says(nq: int) -> None:
     scores = xq @ (FLOAT8_VALUES[codes] * codec.scale).T  # (nq, n)
     np.testing.assert_allclose(D, np.sort(scores, axis=1)[:, ::-1][:, :25], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.take_along_axis(scores, I, axis=1), D, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("nq", [1, 5])
+def test_many_segments_in_one_call_equal_one_buffer(nq: int) -> None:
+    """search_many over code buffers of any sizes (empty, not a multiple of 4, small enough for one
+    thread and large enough for two) equals search over their concatenation, rows offset."""
+    from indexing import _float8scan
+
+    rng = np.random.default_rng(9)
+    d, k = 40, 25
+    sizes = [3, 0, 1001, 7, 30_000]
+    segs = [rng.integers(0, 256, (n, d), dtype=np.uint8) for n in sizes]
+    offsets = list(np.cumsum([0] + sizes[:-1]) + 1000)
+    xq = rng.normal(size=(nq, d)).astype(np.float32)
+    whole = np.concatenate(segs)
+    D1, I1 = np.empty((nq, k), np.float32), np.empty((nq, k), np.int64)
+    _float8scan.search(whole, len(whole), d, xq, nq, k, D1, I1)
+    D2, I2 = np.empty((nq, k), np.float32), np.empty((nq, k), np.int64)
+    _float8scan.search_many(segs, [int(o) for o in offsets], d, xq, nq, k, D2, I2)
+    np.testing.assert_array_equal(I2, I1 + 1000)
+    np.testing.assert_allclose(D2, D1, rtol=1e-6)
+    for bad in (([segs[0]], [0, 1]), ([np.zeros(41, np.uint8)], [0]), ([segs[0]], [-1]), (segs[0], [0])):
+        with pytest.raises(ValueError):
+            _float8scan.search_many(*bad, d, xq, nq, k, D2, I2)

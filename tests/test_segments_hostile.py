@@ -1,0 +1,278 @@
+"""A hostile review of the segmented store: writes that could leave stale rows, manifests and chunk
+databases that name impossible things, and the store states a writer reaches that the tests of
+tests/test_segments.py do not. Every read path ends in the right answer or a StoreError naming
+the store; a failed write leaves the store and its lock as they were."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexing import compact
+from indexing.chunk import Chunk, ChunkSettings
+from indexing.errors import ConfigError, StoreError
+from indexing.lock import StoreLock
+from indexing.store import Store
+from indexing.writer import DocumentRecord, StoreWriter, compact_store
+from rag.retrieve import Retriever
+from test_segments import DIM, PER_DOC, SETTINGS, texts, vectors, write
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def no_auto_compaction(monkeypatch):
+    monkeypatch.setattr(compact, "MAX_SEGMENTS", 1000)
+    monkeypatch.setattr(compact, "MAX_DELETED", 1.0)
+
+
+@pytest.fixture(scope="module")
+def two_segments(tmp_path_factory) -> Path:
+    """12 documents in g000001 (one of them deleted), one more in g000002."""
+    path = tmp_path_factory.mktemp("seg") / "s"
+    rng = np.random.default_rng(0)
+    saved = compact.MAX_DELETED
+    compact.MAX_DELETED = 1.0
+    try:
+        store = write(path, None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)})
+        write(path, store, {"/d/new": vectors(rng, 5)}, {"/d/0"}).close()
+    finally:
+        compact.MAX_DELETED = saved
+    return path
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def chunk_of(name: str, i: int, tag: str) -> Chunk:
+    return Chunk(name, name, name, None, i, i + 1, f"{tag} {i}")
+
+
+def edit_manifest(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    edit(m)
+    (path / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+
+
+def every_read_path(path: Path, must_fail: int = 5) -> None:
+    """Open (checksums), search, list documents and their rows, compact: each answers or raises
+    StoreError naming the store, the last ``must_fail`` of them raise; none keeps the lock."""
+    rng = np.random.default_rng(1)
+    steps = [
+        lambda: Store.open(path),
+        lambda: Retriever(Store.open(path, verify=False)).search_vectors(vectors(rng, 2), 5),
+        lambda: Store.open(path, verify=False, lazy=True).documents(),
+        lambda: Store.open(path, verify=False, lazy=True).rows_of({"/d/3", "/d/new"}),
+        lambda: compact_store(path),
+    ]
+    for i, step in enumerate(steps):
+        if i >= len(steps) - must_fail:
+            with pytest.raises(StoreError, match=str(path)):
+                step()
+        else:
+            try:
+                step()
+            except StoreError as exc:
+                assert str(path) in str(exc)
+    StoreLock(path).acquire().release()  # no failed step kept the lock
+
+
+# -- writes ---------------------------------------------------------------------------------------
+def test_a_path_added_twice_in_one_commit_is_refused_not_left_half_live(tmp_path):
+    """Two adds of one path in one StoreWriter used to leave the first add's chunks live (found by
+    search, listed by chunks_of) under a documents row that names only the second; compaction then
+    failed on the mismatch, and with it every later write that triggered one."""
+    rng = np.random.default_rng(0)
+    store = write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)})
+    with StoreWriter(tmp_path / "s", "fake/seg", DIM, ChunkSettings(), SETTINGS, base=store) as w:
+        w.add(DocumentRecord("/d/dup", "/d/dup", "dup", "old"), [chunk_of("/d/dup", i, "old") for i in range(3)], vectors(rng, 3))
+        with pytest.raises(ConfigError, match="/d/dup"):
+            w.add(DocumentRecord("/d/dup", "/d/dup", "dup", "new"), [chunk_of("/d/dup", i, "new") for i in range(2)], vectors(rng, 2))
+        w.add(DocumentRecord("/d/other", "/d/other", "o", "o"), [chunk_of("/d/other", 0, "other")], vectors(rng, 1))
+        w.commit()
+    with Store.open(tmp_path / "s") as s:
+        assert [c.text for c in s.chunks_of(["/d/dup"])] == ["old 0", "old 1", "old 2"]
+        assert s.n == 12 * PER_DOC + 4 and s.documents()["/d/dup"][:2] == ("old", 3)
+
+
+def test_compaction_copies_only_the_rows_of_live_documents(tmp_path, no_auto_compaction):
+    """Live rows that belong to no document (what a path added twice left behind) are dropped by a
+    compaction, which keeps every document's chunks with their own vectors."""
+    rng = np.random.default_rng(2)
+    x = {f"/d/{j}": vectors(rng, 4) for j in range(60)}
+    write(tmp_path / "s", None, x).close()
+    seg = next((tmp_path / "s").glob("g*/chunks.sqlite"))
+    db = sqlite3.connect(seg)  # /d/1's first two rows: orphans (its documents row starts later)
+    db.execute("UPDATE documents SET first_row = first_row + 2, chunks = 2 WHERE path = '/d/1'")
+    db.commit()
+    db.close()
+    edit_manifest(tmp_path / "s", lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
+        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
+    compact_store(tmp_path / "s")
+    with Store.open(tmp_path / "s") as s:
+        assert s.n == 60 * 4 - 2
+        assert [c.text for c in s.chunks_of(["/d/1"])] == ["/d/1 chunk 2", "/d/1 chunk 3"]
+        for name in ("/d/0", "/d/1", "/d/2", "/d/59"):  # each chunk found by its own vector
+            want = x[name][2:] if name == "/d/1" else x[name]
+            _, I = Retriever(s).search_vectors(want, 1, exact=True)
+            assert [t[0] for t in texts(s, I)] == [f"{name} chunk {i}" for i in range(4 - len(want), 4)]
+
+
+def test_a_damaged_base_leaves_the_lock_free(tmp_path):
+    """A StoreWriter whose base cannot list its documents used to raise with the store's lock still
+    held by the process: every later write in it (the chat app, a LangChain store) was refused."""
+    rng = np.random.default_rng(3)
+    write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)}).close()
+    seg = next((tmp_path / "s").glob("g*/chunks.sqlite"))
+    db = sqlite3.connect(seg)
+    db.execute("UPDATE documents SET first_row = 'x' WHERE path = '/d/3'")
+    db.commit()
+    db.close()
+    base = Store.open(tmp_path / "s", verify=False, lazy=True)
+    with pytest.raises(StoreError, match=str(tmp_path / "s")):
+        StoreWriter(tmp_path / "s", "fake/seg", DIM, ChunkSettings(), SETTINGS, base=base)
+    StoreLock(tmp_path / "s").acquire().release()
+
+
+def test_compacting_a_store_whose_documents_were_all_deleted(tmp_path):
+    """Delete everything (the automatic compaction then leaves no segment), `rag compact` it, add
+    again: `rag compact` used to fail with ValueError (min() of no segments)."""
+    rng = np.random.default_rng(4)
+    store = write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)})
+    store = write(tmp_path / "s", store, {}, set(store.documents()))
+    assert store.manifest.segments == () and store.n == 0
+    store.close()
+    before, after = compact_store(tmp_path / "s")
+    assert after.segments == () and after.documents == 0
+    done = subprocess.run([sys.executable, "-m", "rag.cli", "compact", "--store", str(tmp_path / "s")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    with Store.open(tmp_path / "s") as empty:
+        assert Retriever(empty).search_vectors(vectors(rng, 2), 3)[1].tolist() == [[-1], [-1]]
+        store = write(tmp_path / "s", empty, {"/d/back": vectors(rng, 3)})
+    assert store.n == 3 and list(store.documents()) == ["/d/back"]
+
+
+# -- hostile manifests ----------------------------------------------------------------------------
+def test_huge_rows_with_tombstones_is_a_store_error_not_a_huge_allocation(two_segments, tmp_path):
+    """Segment 0 has tombstones: its deleted-row mask was allocated (rows bytes) before the vector
+    file's size was checked against rows, so rows = 2**44 raised MemoryError (or ate the RAM)."""
+    path = copy_store(two_segments, tmp_path / "s")
+    edit_manifest(path, lambda m: m["segments"][0].update(rows=2**44))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, hard))  # a mask of 2**44 bytes can never be allocated
+    try:
+        every_read_path(path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_a_segment_named_twice_is_refused(two_segments, tmp_path):
+    """The same segment listed twice made every chunk of it two global rows: each search hit came
+    back twice and the counts doubled."""
+    path = copy_store(two_segments, tmp_path / "s")
+    edit_manifest(path, lambda m: m["segments"].append(copy.deepcopy(m["segments"][1])))
+    with pytest.raises(StoreError, match="g000002.*twice"):
+        Store.open(path)
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE documents SET first_row = 10000 WHERE path = '/d/3'",  # past the segment's rows
+    "UPDATE documents SET first_row = 240 WHERE path = '/d/3'",  # one past
+    "UPDATE documents SET first_row = -5 WHERE path = '/d/3'",  # numpy would count it from the end
+    "UPDATE documents SET first_row = 'x' WHERE path = '/d/3'",
+    "UPDATE documents SET first_row = 2.5 WHERE path = '/d/3'",
+    "UPDATE documents SET chunks = 10000000000000 WHERE path = '/d/3'",  # rows_of: a 73 TB arange
+    "UPDATE documents SET chunks = 'x' WHERE path = '/d/3'",
+    "UPDATE documents SET chunks = -3 WHERE path = '/d/3'",
+], ids=["past", "one-past", "negative", "text", "real", "huge-chunks", "text-chunks", "negative-chunks"])
+def test_impossible_document_rows_are_a_store_error(two_segments, tmp_path, sql):
+    """A documents row whose first row or chunk count is not a row range of its segment raised
+    IndexError, TypeError or MemoryError from documents(), rows_of(), a write and a compaction."""
+    path = copy_store(two_segments, tmp_path / "s")
+    seg = path / "g000001" / "chunks.sqlite"
+    db = sqlite3.connect(seg)
+    db.execute(sql)
+    db.commit()
+    db.close()
+    edit_manifest(path, lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
+        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
+    every_read_path(path, must_fail=3)
+    with pytest.raises(StoreError, match=str(path)):
+        write(path, Store.open(path, verify=False, lazy=True), {"/d/x": vectors(np.random.default_rng(5), 2)}, {"/d/3"})
+    StoreLock(path).acquire().release()
+
+
+def test_a_store_without_keyword_index_keeps_answering_when_its_migration_is_interrupted(tmp_path, fake_embedder, monkeypatch):
+    """A write to a store from before the keyword index published a manifest claiming one, then
+    compacted to build it. Killed in between (or the compaction failing), the store said it had a
+    keyword index its old segment lacks: every hybrid search (the default) failed, and since the
+    store now claimed an index, no later write ever built it."""
+    from indexing import writer
+    from indexing.build import index_paths
+    from test_segments import FIXTURE
+
+    path = copy_store(FIXTURE, tmp_path / "old")
+    db_file = path / "g000001" / "chunks.sqlite"
+    db = sqlite3.connect(db_file)
+    db.executescript("DROP TABLE keyword; DROP TABLE keyword_df; VACUUM;")  # as written before the keyword index
+    db.close()
+
+    def no_keyword(m: dict) -> None:
+        del m["keyword"]
+        m["files"]["chunks.sqlite"] = {"bytes": db_file.stat().st_size, "sha256": hashlib.sha256(db_file.read_bytes()).hexdigest()}
+
+    edit_manifest(path, no_keyword)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "owl.txt").write_text("Owls hunt mice at night.", encoding="utf-8")
+
+    def killed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt("killed between the commit and its compaction")
+
+    monkeypatch.setattr(writer, "_compact_if", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index_paths([docs], path, embedder=fake_embedder)
+    monkeypatch.undo()
+    with Store.open(path) as s:
+        assert len(s.segments) == 2 and s.keyword_settings is None
+        assert "Glaciers" in Retriever(s, fake_embedder).search("glacier ice", k=1)[0].text  # hybrid falls back to dense
+    (docs / "cat.txt").write_text("Cats purr.", encoding="utf-8")
+    index_paths([docs], path, embedder=fake_embedder)  # the next write builds the keyword index
+    with Store.open(path) as s:
+        assert s.keyword_settings is not None and len(s.segments) == 1
+        assert "Glaciers" in Retriever(s, fake_embedder).search("glacier ice", k=1, mode="keyword")[0].text
+
+
+def test_a_users_folder_named_by_a_damaged_manifest_survives_refits(tmp_path, fake_embedder):
+    """Publishing marks the folders the replaced manifest names (format-1 generations had no
+    marker), and marked folders go once unnamed. A damaged manifest naming a user's ``g2019/``
+    (here as a tombstone folder) got it marked by `rag index --refit` (what the damage message
+    advises) and deleted by the next write."""
+    from indexing.build import index_paths
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("alpha words here", encoding="utf-8")
+    store = tmp_path / "store"
+    index_paths([docs], store, embedder=fake_embedder)
+    (store / "g2019").mkdir()
+    (store / "g2019" / "holiday.jpg").write_text("precious", encoding="utf-8")
+    edit_manifest(store, lambda m: m["segments"][0].update(deleted={"dir": "g2019", "file": "x.npy", "count": 0, "bytes": 1, "sha256": "0"}))
+    for i in range(2):
+        (docs / f"b{i}.txt").write_text(f"beta {i}", encoding="utf-8")
+        index_paths([docs], store, embedder=fake_embedder, refit=True)
+    assert (store / "g2019" / "holiday.jpg").read_text(encoding="utf-8") == "precious"
+    assert not (store / "g000001").exists()  # the store's own old generation still goes
