@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray[data] is in the test extras: pip install -e '.[test]'")
 
-from conftest import FakeEmbedder  # noqa: E402
+from ray_fakes import FakeEmbedder, ship_by_value  # noqa: E402
 
 from indexing.build import index_paths  # noqa: E402
 from indexing.errors import ClusterError  # noqa: E402
@@ -30,7 +29,7 @@ QUERIES = ["zebra stripes on the savanna", "volcano magma basalt", "glacier fjor
 SETTINGS = {"chunk_tokens": 32, "overlap": 4}
 
 
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
+ship_by_value(__name__)  # Ray workers cannot import test modules
 
 
 def write_corpus(folder: Path, files: int = 30, seed: int = 0) -> Path:

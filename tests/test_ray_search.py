@@ -12,7 +12,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray[data] is in the test extras: pip install -e '.[test]'")
 
-from conftest import FakeEmbedder  # noqa: E402
+from ray_fakes import FakeEmbedder, ship_by_value  # noqa: E402
 
 from indexing.build import index_paths  # noqa: E402
 from indexing.errors import ClusterError  # noqa: E402
@@ -20,6 +20,8 @@ from indexing.ray_cluster import RayOptions  # noqa: E402
 from indexing.ray_search import ShardedSearch, split_segments  # noqa: E402
 from indexing.search import search  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
+
+ship_by_value()
 
 WORDS = ("zebra savanna stripes volcano basalt magma saxophone reed brass glacier fjord iceberg "
          "otter kelp beaver dam heron marsh lichen tundra comet orbit nebula quasar").split()
