@@ -159,6 +159,9 @@ def test_compacting_a_store_whose_documents_were_all_deleted(tmp_path):
     done = subprocess.run([sys.executable, "-m", "rag.cli", "compact", "--store", str(tmp_path / "s")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    with pytest.raises(StoreError, match="not a store"):
+        compact_store(tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()  # the lock made the folder (and its .lock) of a mistyped --store
     with Store.open(tmp_path / "s") as empty:
         assert Retriever(empty).search_vectors(vectors(rng, 2), 3)[1].tolist() == [[-1], [-1]]
         store = write(tmp_path / "s", empty, {"/d/back": vectors(rng, 3)})
