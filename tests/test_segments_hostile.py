@@ -279,3 +279,46 @@ def test_a_users_folder_named_by_a_damaged_manifest_survives_refits(tmp_path, fa
         index_paths([docs], store, embedder=fake_embedder, refit=True)
     assert (store / "g2019" / "holiday.jpg").read_text(encoding="utf-8") == "precious"
     assert not (store / "g000001").exists()  # the store's own old generation still goes
+
+
+def test_an_ivf_segment_with_an_nprobe_faiss_cannot_hold_is_a_store_error(tmp_path, monkeypatch):
+    """nprobe 2**70 passed the manifest check and raised OverflowError from FAISS's setter."""
+    import test_segments
+    from indexing.writer import CompressionSettings
+
+    monkeypatch.setattr(test_segments, "SETTINGS", CompressionSettings(pca_dims=16, fit_sample=200, ann="ivf"))
+    rng = np.random.default_rng(6)
+    test_segments.write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)}).close()
+    for key in ("nprobe", "nlist"):
+        path = copy_store(tmp_path / "s", tmp_path / key)
+        edit_manifest(path, lambda m: m["segments"][0].update({key: 2**70}))
+        with pytest.raises(StoreError, match=f"{key}.*not allowed"):
+            Store.open(path)
+
+
+def save_rows(rows: object) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, rows, allow_pickle=False)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("rows", [
+    np.array([5, 3, 9] + list(range(20, 37)), np.int64),  # unsorted
+    np.array([3, 3] + list(range(20, 38)), np.int64),  # a row twice
+    np.array(list(range(20)) + [240], np.int64)[1:],  # past the segment's rows
+    np.array([-1] + list(range(21, 40)), np.int64),  # negative
+    np.arange(20, 40, dtype=np.int32),  # not int64
+    np.arange(20, 40, dtype=np.int64).reshape(4, 5),  # not 1-D
+    np.arange(20, 39, dtype=np.int64),  # fewer rows than the manifest's count
+], ids=["unsorted", "duplicate", "past-the-end", "negative", "int32", "2-d", "short"])
+def test_a_tombstone_file_that_is_not_sorted_distinct_rows_is_a_store_error(two_segments, tmp_path, rows):
+    """Re-signed (sizes and checksums match), a tombstone file must still hold ``count`` sorted
+    distinct rows of its segment: each read path ends in StoreError naming the file."""
+    path = copy_store(two_segments, tmp_path / "s")
+    t = json.loads((path / "manifest.json").read_text(encoding="utf-8"))["segments"][0]["deleted"]
+    data = save_rows(rows)
+    (path / t["dir"] / t["file"]).write_bytes(data)
+    edit_manifest(path, lambda m: m["segments"][0]["deleted"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
+    every_read_path(path)
