@@ -322,3 +322,20 @@ def test_a_tombstone_file_that_is_not_sorted_distinct_rows_is_a_store_error(two_
     (path / t["dir"] / t["file"]).write_bytes(data)
     edit_manifest(path, lambda m: m["segments"][0]["deleted"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
     every_read_path(path)
+
+
+def test_an_ivf_store_compacts_a_segment_whose_rows_are_all_deleted(tmp_path, monkeypatch):
+    """With --ann ivf, updating the only document of a segment deletes all its rows; the automatic
+    compaction then wrote an empty IVF segment and FAISS refused to train it on no vectors
+    (RuntimeError after the commit, and again at every later write)."""
+    import test_segments
+    from indexing.writer import CompressionSettings
+
+    monkeypatch.setattr(test_segments, "SETTINGS", CompressionSettings(pca_dims=16, fit_sample=200, ann="ivf"))
+    rng = np.random.default_rng(7)
+    store = test_segments.write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)})
+    store = test_segments.write(tmp_path / "s", store, {"/d/up": vectors(rng, 3)})
+    store = test_segments.write(tmp_path / "s", store, {"/d/up": vectors(rng, 2)})  # g000002 all deleted: compacted away
+    assert [s.rows for s in store.manifest.segments] == [12 * PER_DOC, 2] and store.manifest.deleted == 0
+    assert [s.ann for s in store.manifest.segments] == ["ivf", "ivf"]
+    store.close()
