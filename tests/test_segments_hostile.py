@@ -339,3 +339,76 @@ def test_an_ivf_store_compacts_a_segment_whose_rows_are_all_deleted(tmp_path, mo
     assert [s.rows for s in store.manifest.segments] == [12 * PER_DOC, 2] and store.manifest.deleted == 0
     assert [s.ann for s in store.manifest.segments] == ["ivf", "ivf"]
     store.close()
+
+
+def test_a_format_1_store_through_langchain(tmp_path, fake_embedder):
+    """The format-1 fixture (no first_row column) through the LangChain store: read by id, add,
+    replace an id, delete a document indexed from a file, search; then `rag compact`."""
+    from rag.langchain import CompressedVectorStore
+    from test_segments import FIXTURE
+
+    path = copy_store(FIXTURE, tmp_path / "old")
+    with Store.open(path) as old:
+        files = sorted(old.documents())
+        ids = [f"{c.doc_path}#0:{c.start}" for c in old.chunks_of(files)]
+    vs = CompressedVectorStore(path, fake_embedder)
+    assert [d.id for d in vs.get_by_ids(ids)] == ids
+    vs.add_texts(["Owls hunt mice at night."], ids=["owl"])
+    vs.add_texts(["Owls hunt voles at dusk."], ids=["owl"])  # replaces the text of that id
+    vs.delete([files[0]])  # a file indexed by `rag index` is deleted by its path
+    assert [d.page_content for d in vs.get_by_ids(["owl"])] == ["Owls hunt voles at dusk."]
+    assert [d.id for d in vs.get_by_ids(ids)] == ids[1:]
+    assert vs.similarity_search("owls voles dusk", k=1)[0].id == "owl"
+    with Store.open(path) as s:
+        assert sorted(s.documents()) == sorted(files[1:] + ["owl"]) and s.n == 3
+    compact_store(path)
+    with Store.open(path) as s:
+        assert sorted(s.documents()) == sorted(files[1:] + ["owl"]) and len(s.segments) == 1
+        assert s.manifest.format_version == 2 and s.manifest.deleted == 0
+
+
+@pytest.mark.parametrize("dtype, full_dtype, ann, seed", [("float8", "float16", "ivf", 9), ("float16", "float8", "auto", 4)])
+def test_random_writes_and_compactions_match_a_model(tmp_path, monkeypatch, dtype, full_dtype, ann, seed):
+    """Seeded random commits (adds, updates, deletes, mixed, `rag compact` with and without refit)
+    under small automatic-compaction thresholds; after each, the store holds exactly the model's
+    documents, each with its own chunks in order, and every exact hit has its own vector."""
+    import test_segments
+    from indexing.search import exact
+    from indexing.writer import CompressionSettings
+
+    monkeypatch.setattr(compact, "MAX_SEGMENTS", 4)
+    monkeypatch.setattr(compact, "MERGED_SEGMENTS", 2)
+    monkeypatch.setattr(test_segments, "SETTINGS", CompressionSettings(pca_dims=16, fit_sample=50, dtype=dtype, full_dtype=full_dtype, ann=ann))
+    rng = np.random.default_rng(seed)
+    path, store, model = tmp_path / "s", None, {}  # model: path -> (step written, (m, d) vectors)
+    for step in range(14):
+        op = rng.choice(["add", "update", "delete", "mixed", "compact"], p=[0.35, 0.2, 0.2, 0.15, 0.1]) if model else "add"
+        if op == "compact":
+            store.close()
+            compact_store(path, refit=bool(rng.integers(2)))
+            store = Store.open(path)
+            continue
+        add = {f"/d/{step}-{j}": vectors(rng, int(rng.integers(1, 6))) for j in range(int(rng.integers(1, 4)))} if op in ("add", "mixed") else {}
+        if op in ("update", "mixed"):
+            add |= {k: vectors(rng, int(rng.integers(1, 6))) for k in rng.choice(sorted(model), size=min(len(model), 2), replace=False)}
+        gone = set(rng.choice(sorted(model), size=min(len(model), 2), replace=False)) - set(add) if op in ("delete", "mixed") else set()
+        with StoreWriter(path, "fake/seg", DIM, ChunkSettings(), test_segments.SETTINGS, base=store) as w:
+            w.delete(gone)
+            for name, x in add.items():
+                w.add(DocumentRecord(name, name, name, str(step)), [chunk_of(name, i, f"{name} v{step}") for i in range(len(x))], x)
+            w.commit()
+        if store is not None:
+            store.close()
+        store = Store.open(path)
+        model = {k: v for k, v in model.items() if k not in gone} | {k: (step, x) for k, x in add.items()}
+        assert set(store.documents()) == set(model) and store.manifest.documents == len(model), (step, op)
+        assert store.n == sum(len(x) for _, x in model.values()), (step, op)
+        for name, (written, x) in model.items():
+            assert [c.text for c in store.chunks_of([name])] == [f"{name} v{written} {i}" for i in range(len(x))], (step, op)
+        _, I = exact(store, vectors(rng, 4), 6)  # (4, 6)
+        for c in store.chunks(I[I >= 0].tolist()):
+            want = model[c.doc_path][1][int(c.text.rsplit(" ", 1)[1])]
+            assert np.abs(store.decode_full(np.array([c.row]))[0] - want).max() < 0.1, (step, op, c.text)
+        _, I = Retriever(store).search_vectors(vectors(rng, 4), 6, oversample=2)
+        assert store.is_live(I[I >= 0]).all()
+    store.close()
