@@ -412,3 +412,29 @@ def test_random_writes_and_compactions_match_a_model(tmp_path, monkeypatch, dtyp
         _, I = Retriever(store).search_vectors(vectors(rng, 4), 6, oversample=2)
         assert store.is_live(I[I >= 0]).all()
     store.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE keyword_df SET df = 'x'",  # summed over the segments: TypeError
+    "DROP TABLE keyword_data",  # FTS5 cannot open: a StoreError that named no file
+    "INSERT INTO keyword(rowid, title, text) VALUES (100000, 'x', 'glacier ice fjord')",  # a row the segment lacks
+    "INSERT INTO keyword(rowid, title, text) VALUES (-7, 'x', 'glacier ice fjord')",
+], ids=["df-text", "no-fts-data", "row-past-the-end", "negative-row"])
+def test_a_damaged_keyword_index_is_a_store_error_naming_its_file(two_segments, tmp_path, sql):
+    """Keyword and hybrid search over a segment whose keyword index is damaged (re-signed)."""
+    path = copy_store(two_segments, tmp_path / "s")
+    seg = path / "g000001" / "chunks.sqlite"
+    db = sqlite3.connect(seg)
+    db.execute(sql)
+    db.commit()
+    db.close()
+    edit_manifest(path, lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
+        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
+    with Store.open(path) as s:
+        for search in (lambda: s.keyword_search("glacier ice fjord chunk", 5), lambda: s.keyword_ideal("glacier ice fjord chunk")):
+            try:
+                search()
+            except StoreError as exc:
+                assert str(seg) in str(exc)
+        with pytest.raises(StoreError, match=str(seg)):
+            s.keyword_search("glacier ice fjord chunk", 5)
