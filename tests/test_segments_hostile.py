@@ -195,3 +195,15 @@ def test_a_damaged_keyword_index_is_a_store_error_naming_its_file(two_segments, 
                 assert str(seg) in str(exc)
         with pytest.raises(StoreError, match=str(seg)):
             s.keyword_search("glacier ice fjord chunk", 5)
+
+
+def test_a_write_after_the_last_generation_name_is_refused_not_unreadable(two_segments, tmp_path):
+    """A manifest at generation g999999999: the next commit was named g1000000000, which the
+    manifest's own check refuses, so the write left a store no reader could open."""
+    path = copy_store(two_segments, tmp_path / "s")
+    edit_manifest(path, lambda m: m.update(generation="g999999999"))
+    with pytest.raises(StoreError, match="no generation name left"):
+        write(path, Store.open(path), {"/d/x": vectors(np.random.default_rng(8), 2)})
+    with Store.open(path) as s:
+        assert s.manifest.generation == "g999999999" and s.n == 11 * PER_DOC + 5
+    StoreLock(path).acquire().release()
