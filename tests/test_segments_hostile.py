@@ -53,6 +53,19 @@ def edit_manifest(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
     (path / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
 
 
+def run_sql_resigned(path: Path, sql: str) -> Path:
+    """Run ``sql`` on the first segment's chunk database, then re-sign it in the manifest (as the
+    author of a hostile store can); returns the database file."""
+    seg = path / json.loads((path / "manifest.json").read_text(encoding="utf-8"))["segments"][0]["dir"] / "chunks.sqlite"
+    db = sqlite3.connect(seg)
+    db.execute(sql)
+    db.commit()
+    db.close()
+    edit_manifest(path, lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
+        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
+    return seg
+
+
 def every_read_path(path: Path, must_fail: int = 5) -> None:
     """Open (checksums), search, list documents and their rows, compact: each answers or raises
     StoreError naming the store, the last ``must_fail`` of them raise; none keeps the lock."""
@@ -115,13 +128,7 @@ def test_impossible_document_rows_are_a_store_error(two_segments, tmp_path, sql)
     """A documents row whose first row or chunk count is not a row range of its segment raised
     IndexError, TypeError or MemoryError from documents(), rows_of(), a write and a compaction."""
     path = copy_store(two_segments, tmp_path / "s")
-    seg = path / "g000001" / "chunks.sqlite"
-    db = sqlite3.connect(seg)
-    db.execute(sql)
-    db.commit()
-    db.close()
-    edit_manifest(path, lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
-        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
+    run_sql_resigned(path, sql)
     every_read_path(path, must_fail=3)
     with pytest.raises(StoreError, match=str(path)):
         write(path, Store.open(path, verify=False, lazy=True), {"/d/x": vectors(np.random.default_rng(5), 2)}, {"/d/3"})
@@ -180,13 +187,7 @@ def test_a_tombstone_file_that_is_not_sorted_distinct_rows_is_a_store_error(two_
 def test_a_damaged_keyword_index_is_a_store_error_naming_its_file(two_segments, tmp_path, sql):
     """Keyword and hybrid search over a segment whose keyword index is damaged (re-signed)."""
     path = copy_store(two_segments, tmp_path / "s")
-    seg = path / "g000001" / "chunks.sqlite"
-    db = sqlite3.connect(seg)
-    db.execute(sql)
-    db.commit()
-    db.close()
-    edit_manifest(path, lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
-        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
+    seg = run_sql_resigned(path, sql)
     with Store.open(path) as s:
         for search in (lambda: s.keyword_search("glacier ice fjord chunk", 5), lambda: s.keyword_ideal("glacier ice fjord chunk")):
             try:

@@ -21,7 +21,7 @@ from indexing.store import Store
 from indexing.writer import DocumentRecord, StoreWriter, compact_store
 from rag.retrieve import Retriever
 from test_segments import DIM, PER_DOC, SETTINGS, texts, vectors, write
-from test_segments_hostile import ROOT, copy_store, edit_manifest
+from test_segments_hostile import ROOT, copy_store, edit_manifest, run_sql_resigned
 
 
 @pytest.fixture
@@ -57,13 +57,8 @@ def test_compaction_copies_only_the_rows_of_live_documents(tmp_path, no_auto_com
     rng = np.random.default_rng(2)
     x = {f"/d/{j}": vectors(rng, 4) for j in range(60)}
     write(tmp_path / "s", None, x).close()
-    seg = next((tmp_path / "s").glob("g*/chunks.sqlite"))
-    db = sqlite3.connect(seg)  # /d/1's first two rows: orphans (its documents row starts later)
-    db.execute("UPDATE documents SET first_row = first_row + 2, chunks = 2 WHERE path = '/d/1'")
-    db.commit()
-    db.close()
-    edit_manifest(tmp_path / "s", lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
-        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
+    # /d/1's first two rows: orphans (its documents row starts later)
+    run_sql_resigned(tmp_path / "s", "UPDATE documents SET first_row = first_row + 2, chunks = 2 WHERE path = '/d/1'")
     compact_store(tmp_path / "s")
     with Store.open(tmp_path / "s") as s:
         assert s.n == 60 * 4 - 2
@@ -79,11 +74,7 @@ def test_a_damaged_base_leaves_the_lock_free(tmp_path):
     held by the process: every later write in it (the chat app, a LangChain store) was refused."""
     rng = np.random.default_rng(3)
     write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)}).close()
-    seg = next((tmp_path / "s").glob("g*/chunks.sqlite"))
-    db = sqlite3.connect(seg)
-    db.execute("UPDATE documents SET first_row = 'x' WHERE path = '/d/3'")
-    db.commit()
-    db.close()
+    run_sql_resigned(tmp_path / "s", "UPDATE documents SET first_row = 'x' WHERE path = '/d/3'")
     base = Store.open(tmp_path / "s", verify=False, lazy=True)
     with pytest.raises(StoreError, match=str(tmp_path / "s")):
         StoreWriter(tmp_path / "s", "fake/seg", DIM, ChunkSettings(), SETTINGS, base=base)
