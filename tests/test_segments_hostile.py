@@ -208,3 +208,19 @@ def test_a_write_after_the_last_generation_name_is_refused_not_unreadable(two_se
     with Store.open(path) as s:
         assert s.manifest.generation == "g999999999" and s.n == 11 * PER_DOC + 5
     StoreLock(path).acquire().release()
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["basis"].update(dir=m["segments"][1]["dir"]),  # the basis in a folder that holds a segment only
+    lambda m: m["segments"][0]["deleted"].update(dir="g000009"),  # tombstones in a folder that does not exist
+    lambda m: m["segments"][0]["deleted"].update(file="index.faiss"),  # a file that is not an .npy of rows
+    lambda m: m["segments"][0]["deleted"].update(count=m["segments"][0]["rows"] + 1),
+    lambda m: m["segments"][1].update(deleted=dict(m["segments"][0]["deleted"])),  # another segment's tombstones
+    lambda m: m["segments"][1].update(dir=m["segments"][0]["dir"]),  # two entries, one folder
+    lambda m: m["segments"][0].update(rows=m["segments"][0]["rows"] - 1),
+], ids=["basis-in-segment", "tombstone-dir-missing", "tombstone-not-npy", "count-past-rows", "tombstones-of-another",
+        "shared-dir", "rows-short"])
+def test_manifest_entries_that_name_the_wrong_thing_are_store_errors(two_segments, tmp_path, edit):
+    path = copy_store(two_segments, tmp_path / "s")
+    edit_manifest(path, edit)
+    every_read_path(path)
