@@ -70,15 +70,15 @@ class ChunkDbWriter:
     def add(self, doc: DocumentRecord, chunks: Iterable[Chunk]) -> int:
         """Append a document and its chunks as consecutive rows; returns how many were added.
         A path added before in this segment is refused: its first rows would stay live, unnamed."""
-        if self.db.execute("SELECT 1 FROM documents WHERE path = ?", (doc.path,)).fetchone():
-            raise ConfigError(f"document {doc.path!r} was already added in this commit; add each path once")
         first = self.n
         rows = [(first + i, c.doc_path, c.source, c.title, c.page, c.start, c.end, c.text, c.extra) for i, c in enumerate(chunks)]
         if not rows:  # a document without rows could never be found, deleted or told apart from the next one
             raise ConfigError(f"document {doc.path!r} has no chunks; add a document with at least one")
+        added = self.db.execute("INSERT OR IGNORE INTO documents VALUES (?,?,?,?,?,?)",
+                                (doc.path, doc.source, doc.title, doc.sha256, len(rows), first)).rowcount
+        if not added:  # a path already in this segment: nothing written, nothing to undo
+            raise ConfigError(f"document {doc.path!r} was already added in this commit; add each path once")
         self.n += len(rows)
-        self.db.execute("INSERT INTO documents VALUES (?,?,?,?,?,?)",
-                        (doc.path, doc.source, doc.title, doc.sha256, len(rows), first))
         self.db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)", rows)
         keyword.add(self.db, [(r[0], r[3], r[7]) for r in rows])
         return len(rows)

@@ -38,6 +38,8 @@ def next_generation(store_dir: Path, current: str | None) -> str:
     n = int(current[1:]) + 1 if current else 1
     while (store_dir / f"g{n:06d}").exists() or any(store_dir.glob(f".tmp-g{n:06d}-*")):
         n += 1
+    if n > 999_999_999:  # GENERATION's 9 digits: a manifest naming g1000000000 could never be read again
+        raise StoreError(f"{store_dir} has no generation name left after {current}; index into a new store with --refit")
     return f"g{n:06d}"
 
 

@@ -166,9 +166,14 @@ def doc_freqs(db: sqlite3.Connection, stemmed: list[str]) -> dict[str, int] | No
         return {}
     marks = ",".join("?" * len(set(stemmed)))
     try:
-        return dict(db.execute(f"SELECT term, df FROM {DF_TABLE} WHERE term IN ({marks})", sorted(set(stemmed))))
+        rows = db.execute(f"SELECT term, df FROM {DF_TABLE} WHERE term IN ({marks})", sorted(set(stemmed))).fetchall()
     except sqlite3.OperationalError:
         return None  # written before the table existed
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"the keyword index cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
+    if not all(type(n) is int and n >= 0 for _, n in rows):
+        raise StoreError(f"the keyword statistics ({DF_TABLE}) are damaged; rebuild with `rag index ... --refit`")
+    return dict(rows)
 
 
 def choose_terms(terms: list[str], stemmed: list[str], df: dict[str, int], budget: int | None = None) -> list[str]:

@@ -244,10 +244,7 @@ def _v1_layout(data: dict[str, Any], path: Path, full_dtype: str) -> tuple[tuple
     _require(comp, path, {"bytes_per_vector": int})
     files = _files(data["files"], path)
     gen = data["generation"]
-    for key in ("nlist", "nprobe"):
-        v = comp.get(key)
-        if v is not None and (not _is_int(v) or v < 1 or comp["ann"] != "ivf"):
-            raise StoreError(f"{path}: field {key!r} is not allowed here; the manifest is corrupt")
+    _ivf_fields(comp, path)
     seg_files = {n: m for n, m in files.items() if n not in BASIS_FILES}
     seg = Segment(gen, data["counts"]["chunks"], data["counts"]["documents"], seg_files, comp["ann"] if comp["ann"] == "ivf" else "flat",
                   comp.get("nlist"), comp.get("nprobe"), comp["bytes_per_vector"])
@@ -262,10 +259,7 @@ def _segment(data: Any, path: Path) -> Segment:
     _require(data, path, {"dir": str, "rows": int, "documents": int, "files": dict, "ann": str, "bytes_per_vector": int})
     if data["rows"] < 0 or data["documents"] < 0 or data["bytes_per_vector"] < 1 or data["ann"] not in ("flat", "ivf"):
         raise StoreError(f"{path}: segment {data['dir']!r} has impossible counts; the manifest is corrupt")
-    for key in ("nlist", "nprobe"):
-        v = data.get(key)
-        if v is not None and (not _is_int(v) or v < 1 or data["ann"] != "ivf"):
-            raise StoreError(f"{path}: field {key!r} is not allowed here; the manifest is corrupt")
+    _ivf_fields(data, path)
     deleted = None
     if data.get("deleted") is not None:
         d = data["deleted"]
@@ -278,6 +272,14 @@ def _segment(data: Any, path: Path) -> Segment:
         deleted = Tombstones(_generation(d["dir"], path), d["file"], d["count"], FileMeta(d["bytes"], d["sha256"]))
     return Segment(_generation(data["dir"], path), data["rows"], data["documents"], _files(data["files"], path), data["ann"],
                    data.get("nlist"), data.get("nprobe"), data["bytes_per_vector"], deleted)
+
+
+def _ivf_fields(section: dict[str, Any], path: Path) -> None:
+    """``nlist`` and ``nprobe``: absent, or (IVF only) ints FAISS can take (a size_t; 2**31 is plenty)."""
+    for key in ("nlist", "nprobe"):
+        v = section.get(key)
+        if v is not None and (not _is_int(v) or not 1 <= v < 2**31 or section["ann"] != "ivf"):
+            raise StoreError(f"{path}: field {key!r} is not allowed here; the manifest is corrupt")
 
 
 def _segment_json(s: Segment) -> dict[str, Any]:

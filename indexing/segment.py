@@ -104,7 +104,7 @@ class SegmentWriter:
         n_docs = self.db.finish()
         self._full.close()
         self._ensure_index(np.zeros((0, self.basis.pca.dims), np.float32))  # an empty segment (all rows gone)
-        if choose_ann(ann, self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):
+        if self.n and choose_ann(ann, self.n) == "ivf" and not isinstance(self.index, faiss.IndexIVF):  # nothing to cluster: flat
             self.index = to_ivf(self.index, self.dtype, self.basis.reduced_codec, nlist)
         write_index_file(self.index, self.folder / INDEX_FILE)  # any path, also one that is not UTF-8
         ivf = isinstance(self.index, faiss.IndexIVF)

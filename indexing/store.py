@@ -226,7 +226,7 @@ class Store:
             return terms, terms, {}
         df: dict[str, int] = {}
         for seg in self.segments:
-            part = keyword.doc_freqs(seg.db.db, stemmed)
+            part = _named(seg, keyword.doc_freqs, stemmed)
             if part is None:
                 return terms, stemmed, {}
             for t, n in part.items():
@@ -240,7 +240,9 @@ class Store:
         terms, _, _ = self._keyword_terms(query)
         scores, rows = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
         for s, seg in enumerate(self.segments):
-            S, R = keyword.search_terms(seg.db.db, terms)  # (a,), (a,) local
+            S, R = _named(seg, keyword.search_terms, terms)  # (a,), (a,) local
+            if len(R) and (R.min() < 0 or R.max() >= seg.rows):
+                raise StoreError(f"{seg.db.file}: the keyword index names rows the segment lacks: damaged; rebuild with --refit")
             if seg.dead is not None:
                 S, R = S[~seg.dead[R]], R[~seg.dead[R]]
             scores.append(S)
@@ -313,6 +315,14 @@ def files_of(path: Path, manifest: Manifest) -> list[tuple[Path, FileMeta]]:
         if s.deleted is not None:
             out.append((path / s.deleted.dir / s.deleted.file, s.deleted.meta))
     return out
+
+
+def _named(seg: SegmentReader, read, *args):  # type: ignore[no-untyped-def]
+    """``read(segment's connection, *args)``, its StoreError naming the segment's database."""
+    try:
+        return read(seg.db.db, *args)
+    except StoreError as exc:
+        raise StoreError(f"{seg.db.file}: {exc}") from exc
 
 
 def _global(c: ChunkRow, base: int) -> ChunkRow:

@@ -195,6 +195,8 @@ def _compact_if(store_dir: Path, manifest: Manifest, settings: CompressionSettin
 def compact_store(store_dir: str | Path, refit: bool = False, wait: float = 0.0, fit_sample: int = 50_000) -> tuple[Manifest, Manifest]:
     """``rag compact``: merge every segment into one, dropping deleted rows (``refit``: fit the
     PCA again on the live vectors). Returns the manifests before and after."""
+    if not Store.exists(store_dir):  # before the lock, which would make the folder and its .lock
+        Store.open(store_dir)  # the StoreError saying it is not a store
     with StoreLock(Path(store_dir), wait) as _, Store.open(store_dir, verify=False, lazy=True) as store:
         keywords = store.keyword_settings or keyword.KeywordSettings()
         return store.manifest, _compact(store, list(range(len(store.segments))), refit, fit_sample, keywords)

@@ -1,7 +1,7 @@
-"""A hostile review of the segmented store: writes that could leave stale rows, manifests and chunk
-databases that name impossible things, and the store states a writer reaches that the tests of
-tests/test_segments.py do not. Every read path ends in the right answer or a StoreError naming
-the store; a failed write leaves the store and its lock as they were."""
+"""Hostile segmented stores (a hostile review of format 2): manifests, tombstone files, chunk
+databases and keyword indexes that name impossible things, re-signed so checksums match. Every
+read path ends in the right answer or a StoreError naming the store, never another exception, a
+huge allocation or a silently wrong row; none keeps the store's lock. Writes: test_segments_writes.py."""
 
 from __future__ import annotations
 
@@ -11,29 +11,20 @@ import json
 import resource
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from indexing import compact
-from indexing.chunk import Chunk, ChunkSettings
-from indexing.errors import ConfigError, StoreError
+from indexing.errors import StoreError
 from indexing.lock import StoreLock
 from indexing.store import Store
-from indexing.writer import DocumentRecord, StoreWriter, compact_store
+from indexing.writer import compact_store
 from rag.retrieve import Retriever
-from test_segments import DIM, PER_DOC, SETTINGS, texts, vectors, write
+from test_segments import PER_DOC, vectors, write
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def no_auto_compaction(monkeypatch):
-    monkeypatch.setattr(compact, "MAX_SEGMENTS", 1000)
-    monkeypatch.setattr(compact, "MAX_DELETED", 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +47,23 @@ def copy_store(src: Path, dst: Path) -> Path:
     return dst
 
 
-def chunk_of(name: str, i: int, tag: str) -> Chunk:
-    return Chunk(name, name, name, None, i, i + 1, f"{tag} {i}")
-
-
 def edit_manifest(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
     m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     edit(m)
     (path / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+
+
+def run_sql_resigned(path: Path, sql: str) -> Path:
+    """Run ``sql`` on the first segment's chunk database, then re-sign it in the manifest (as the
+    author of a hostile store can); returns the database file."""
+    seg = path / json.loads((path / "manifest.json").read_text(encoding="utf-8"))["segments"][0]["dir"] / "chunks.sqlite"
+    db = sqlite3.connect(seg)
+    db.execute(sql)
+    db.commit()
+    db.close()
+    edit_manifest(path, lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
+        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
+    return seg
 
 
 def every_read_path(path: Path, must_fail: int = 5) -> None:
@@ -89,83 +89,9 @@ def every_read_path(path: Path, must_fail: int = 5) -> None:
     StoreLock(path).acquire().release()  # no failed step kept the lock
 
 
-# -- writes ---------------------------------------------------------------------------------------
-def test_a_path_added_twice_in_one_commit_is_refused_not_left_half_live(tmp_path):
-    """Two adds of one path in one StoreWriter used to leave the first add's chunks live (found by
-    search, listed by chunks_of) under a documents row that names only the second; compaction then
-    failed on the mismatch, and with it every later write that triggered one."""
-    rng = np.random.default_rng(0)
-    store = write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)})
-    with StoreWriter(tmp_path / "s", "fake/seg", DIM, ChunkSettings(), SETTINGS, base=store) as w:
-        w.add(DocumentRecord("/d/dup", "/d/dup", "dup", "old"), [chunk_of("/d/dup", i, "old") for i in range(3)], vectors(rng, 3))
-        with pytest.raises(ConfigError, match="/d/dup"):
-            w.add(DocumentRecord("/d/dup", "/d/dup", "dup", "new"), [chunk_of("/d/dup", i, "new") for i in range(2)], vectors(rng, 2))
-        w.add(DocumentRecord("/d/other", "/d/other", "o", "o"), [chunk_of("/d/other", 0, "other")], vectors(rng, 1))
-        w.commit()
-    with Store.open(tmp_path / "s") as s:
-        assert [c.text for c in s.chunks_of(["/d/dup"])] == ["old 0", "old 1", "old 2"]
-        assert s.n == 12 * PER_DOC + 4 and s.documents()["/d/dup"][:2] == ("old", 3)
-
-
-def test_compaction_copies_only_the_rows_of_live_documents(tmp_path, no_auto_compaction):
-    """Live rows that belong to no document (what a path added twice left behind) are dropped by a
-    compaction, which keeps every document's chunks with their own vectors."""
-    rng = np.random.default_rng(2)
-    x = {f"/d/{j}": vectors(rng, 4) for j in range(60)}
-    write(tmp_path / "s", None, x).close()
-    seg = next((tmp_path / "s").glob("g*/chunks.sqlite"))
-    db = sqlite3.connect(seg)  # /d/1's first two rows: orphans (its documents row starts later)
-    db.execute("UPDATE documents SET first_row = first_row + 2, chunks = 2 WHERE path = '/d/1'")
-    db.commit()
-    db.close()
-    edit_manifest(tmp_path / "s", lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
-        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
-    compact_store(tmp_path / "s")
-    with Store.open(tmp_path / "s") as s:
-        assert s.n == 60 * 4 - 2
-        assert [c.text for c in s.chunks_of(["/d/1"])] == ["/d/1 chunk 2", "/d/1 chunk 3"]
-        for name in ("/d/0", "/d/1", "/d/2", "/d/59"):  # each chunk found by its own vector
-            want = x[name][2:] if name == "/d/1" else x[name]
-            _, I = Retriever(s).search_vectors(want, 1, exact=True)
-            assert [t[0] for t in texts(s, I)] == [f"{name} chunk {i}" for i in range(4 - len(want), 4)]
-
-
-def test_a_damaged_base_leaves_the_lock_free(tmp_path):
-    """A StoreWriter whose base cannot list its documents used to raise with the store's lock still
-    held by the process: every later write in it (the chat app, a LangChain store) was refused."""
-    rng = np.random.default_rng(3)
-    write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)}).close()
-    seg = next((tmp_path / "s").glob("g*/chunks.sqlite"))
-    db = sqlite3.connect(seg)
-    db.execute("UPDATE documents SET first_row = 'x' WHERE path = '/d/3'")
-    db.commit()
-    db.close()
-    base = Store.open(tmp_path / "s", verify=False, lazy=True)
-    with pytest.raises(StoreError, match=str(tmp_path / "s")):
-        StoreWriter(tmp_path / "s", "fake/seg", DIM, ChunkSettings(), SETTINGS, base=base)
-    StoreLock(tmp_path / "s").acquire().release()
-
-
-def test_compacting_a_store_whose_documents_were_all_deleted(tmp_path):
-    """Delete everything (the automatic compaction then leaves no segment), `rag compact` it, add
-    again: `rag compact` used to fail with ValueError (min() of no segments)."""
-    rng = np.random.default_rng(4)
-    store = write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)})
-    store = write(tmp_path / "s", store, {}, set(store.documents()))
-    assert store.manifest.segments == () and store.n == 0
-    store.close()
-    before, after = compact_store(tmp_path / "s")
-    assert after.segments == () and after.documents == 0
-    done = subprocess.run([sys.executable, "-m", "rag.cli", "compact", "--store", str(tmp_path / "s")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    with Store.open(tmp_path / "s") as empty:
-        assert Retriever(empty).search_vectors(vectors(rng, 2), 3)[1].tolist() == [[-1], [-1]]
-        store = write(tmp_path / "s", empty, {"/d/back": vectors(rng, 3)})
-    assert store.n == 3 and list(store.documents()) == ["/d/back"]
-
-
 # -- hostile manifests ----------------------------------------------------------------------------
+
+
 def test_huge_rows_with_tombstones_is_a_store_error_not_a_huge_allocation(two_segments, tmp_path):
     """Segment 0 has tombstones: its deleted-row mask was allocated (rows bytes) before the vector
     file's size was checked against rows, so rows = 2**44 raised MemoryError (or ate the RAM)."""
@@ -202,77 +128,99 @@ def test_impossible_document_rows_are_a_store_error(two_segments, tmp_path, sql)
     """A documents row whose first row or chunk count is not a row range of its segment raised
     IndexError, TypeError or MemoryError from documents(), rows_of(), a write and a compaction."""
     path = copy_store(two_segments, tmp_path / "s")
-    seg = path / "g000001" / "chunks.sqlite"
-    db = sqlite3.connect(seg)
-    db.execute(sql)
-    db.commit()
-    db.close()
-    edit_manifest(path, lambda m: m["segments"][0]["files"]["chunks.sqlite"].update(
-        bytes=seg.stat().st_size, sha256=hashlib.sha256(seg.read_bytes()).hexdigest()))
+    run_sql_resigned(path, sql)
     every_read_path(path, must_fail=3)
     with pytest.raises(StoreError, match=str(path)):
         write(path, Store.open(path, verify=False, lazy=True), {"/d/x": vectors(np.random.default_rng(5), 2)}, {"/d/3"})
     StoreLock(path).acquire().release()
 
 
-def test_a_store_without_keyword_index_keeps_answering_when_its_migration_is_interrupted(tmp_path, fake_embedder, monkeypatch):
-    """A write to a store from before the keyword index published a manifest claiming one, then
-    compacted to build it. Killed in between (or the compaction failing), the store said it had a
-    keyword index its old segment lacks: every hybrid search (the default) failed, and since the
-    store now claimed an index, no later write ever built it."""
-    from indexing import writer
-    from indexing.build import index_paths
-    from test_segments import FIXTURE
+def test_an_ivf_segment_with_an_nprobe_faiss_cannot_hold_is_a_store_error(tmp_path, monkeypatch):
+    """nprobe 2**70 passed the manifest check and raised OverflowError from FAISS's setter."""
+    import test_segments
+    from indexing.writer import CompressionSettings
 
-    path = copy_store(FIXTURE, tmp_path / "old")
-    db_file = path / "g000001" / "chunks.sqlite"
-    db = sqlite3.connect(db_file)
-    db.executescript("DROP TABLE keyword; DROP TABLE keyword_df; VACUUM;")  # as written before the keyword index
-    db.close()
+    monkeypatch.setattr(test_segments, "SETTINGS", CompressionSettings(pca_dims=16, fit_sample=200, ann="ivf"))
+    rng = np.random.default_rng(6)
+    test_segments.write(tmp_path / "s", None, {f"/d/{j}": vectors(rng, PER_DOC) for j in range(12)}).close()
+    for key in ("nprobe", "nlist"):
+        path = copy_store(tmp_path / "s", tmp_path / key)
+        edit_manifest(path, lambda m: m["segments"][0].update({key: 2**70}))
+        with pytest.raises(StoreError, match=f"{key}.*not allowed"):
+            Store.open(path)
 
-    def no_keyword(m: dict) -> None:
-        del m["keyword"]
-        m["files"]["chunks.sqlite"] = {"bytes": db_file.stat().st_size, "sha256": hashlib.sha256(db_file.read_bytes()).hexdigest()}
 
-    edit_manifest(path, no_keyword)
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "owl.txt").write_text("Owls hunt mice at night.", encoding="utf-8")
+def save_rows(rows: object) -> bytes:
+    import io
 
-    def killed(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt("killed between the commit and its compaction")
+    buf = io.BytesIO()
+    np.save(buf, rows, allow_pickle=False)
+    return buf.getvalue()
 
-    monkeypatch.setattr(writer, "_compact_if", killed)
-    with pytest.raises(KeyboardInterrupt):
-        index_paths([docs], path, embedder=fake_embedder)
-    monkeypatch.undo()
+
+@pytest.mark.parametrize("rows", [
+    np.array([5, 3, 9] + list(range(20, 37)), np.int64),  # unsorted
+    np.array([3, 3] + list(range(20, 38)), np.int64),  # a row twice
+    np.array(list(range(20)) + [240], np.int64)[1:],  # past the segment's rows
+    np.array([-1] + list(range(21, 40)), np.int64),  # negative
+    np.arange(20, 40, dtype=np.int32),  # not int64
+    np.arange(20, 40, dtype=np.int64).reshape(4, 5),  # not 1-D
+    np.arange(20, 39, dtype=np.int64),  # fewer rows than the manifest's count
+], ids=["unsorted", "duplicate", "past-the-end", "negative", "int32", "2-d", "short"])
+def test_a_tombstone_file_that_is_not_sorted_distinct_rows_is_a_store_error(two_segments, tmp_path, rows):
+    """Re-signed (sizes and checksums match), a tombstone file must still hold ``count`` sorted
+    distinct rows of its segment: each read path ends in StoreError naming the file."""
+    path = copy_store(two_segments, tmp_path / "s")
+    t = json.loads((path / "manifest.json").read_text(encoding="utf-8"))["segments"][0]["deleted"]
+    data = save_rows(rows)
+    (path / t["dir"] / t["file"]).write_bytes(data)
+    edit_manifest(path, lambda m: m["segments"][0]["deleted"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
+    every_read_path(path)
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE keyword_df SET df = 'x'",  # summed over the segments: TypeError
+    "DROP TABLE keyword_data",  # FTS5 cannot open: a StoreError that named no file
+    "INSERT INTO keyword(rowid, title, text) VALUES (100000, 'x', 'glacier ice fjord')",  # a row the segment lacks
+    "INSERT INTO keyword(rowid, title, text) VALUES (-7, 'x', 'glacier ice fjord')",
+], ids=["df-text", "no-fts-data", "row-past-the-end", "negative-row"])
+def test_a_damaged_keyword_index_is_a_store_error_naming_its_file(two_segments, tmp_path, sql):
+    """Keyword and hybrid search over a segment whose keyword index is damaged (re-signed)."""
+    path = copy_store(two_segments, tmp_path / "s")
+    seg = run_sql_resigned(path, sql)
     with Store.open(path) as s:
-        assert len(s.segments) == 2 and s.keyword_settings is None
-        assert "Glaciers" in Retriever(s, fake_embedder).search("glacier ice", k=1)[0].text  # hybrid falls back to dense
-    (docs / "cat.txt").write_text("Cats purr.", encoding="utf-8")
-    index_paths([docs], path, embedder=fake_embedder)  # the next write builds the keyword index
+        for search in (lambda: s.keyword_search("glacier ice fjord chunk", 5), lambda: s.keyword_ideal("glacier ice fjord chunk")):
+            try:
+                search()
+            except StoreError as exc:
+                assert str(seg) in str(exc)
+        with pytest.raises(StoreError, match=str(seg)):
+            s.keyword_search("glacier ice fjord chunk", 5)
+
+
+def test_a_write_after_the_last_generation_name_is_refused_not_unreadable(two_segments, tmp_path):
+    """A manifest at generation g999999999: the next commit was named g1000000000, which the
+    manifest's own check refuses, so the write left a store no reader could open."""
+    path = copy_store(two_segments, tmp_path / "s")
+    edit_manifest(path, lambda m: m.update(generation="g999999999"))
+    with pytest.raises(StoreError, match="no generation name left"):
+        write(path, Store.open(path), {"/d/x": vectors(np.random.default_rng(8), 2)})
     with Store.open(path) as s:
-        assert s.keyword_settings is not None and len(s.segments) == 1
-        assert "Glaciers" in Retriever(s, fake_embedder).search("glacier ice", k=1, mode="keyword")[0].text
+        assert s.manifest.generation == "g999999999" and s.n == 11 * PER_DOC + 5
+    StoreLock(path).acquire().release()
 
 
-def test_a_users_folder_named_by_a_damaged_manifest_survives_refits(tmp_path, fake_embedder):
-    """Publishing marks the folders the replaced manifest names (format-1 generations had no
-    marker), and marked folders go once unnamed. A damaged manifest naming a user's ``g2019/``
-    (here as a tombstone folder) got it marked by `rag index --refit` (what the damage message
-    advises) and deleted by the next write."""
-    from indexing.build import index_paths
-
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.txt").write_text("alpha words here", encoding="utf-8")
-    store = tmp_path / "store"
-    index_paths([docs], store, embedder=fake_embedder)
-    (store / "g2019").mkdir()
-    (store / "g2019" / "holiday.jpg").write_text("precious", encoding="utf-8")
-    edit_manifest(store, lambda m: m["segments"][0].update(deleted={"dir": "g2019", "file": "x.npy", "count": 0, "bytes": 1, "sha256": "0"}))
-    for i in range(2):
-        (docs / f"b{i}.txt").write_text(f"beta {i}", encoding="utf-8")
-        index_paths([docs], store, embedder=fake_embedder, refit=True)
-    assert (store / "g2019" / "holiday.jpg").read_text(encoding="utf-8") == "precious"
-    assert not (store / "g000001").exists()  # the store's own old generation still goes
+@pytest.mark.parametrize("edit", [
+    lambda m: m["basis"].update(dir=m["segments"][1]["dir"]),  # the basis in a folder that holds a segment only
+    lambda m: m["segments"][0]["deleted"].update(dir="g000009"),  # tombstones in a folder that does not exist
+    lambda m: m["segments"][0]["deleted"].update(file="index.faiss"),  # a file that is not an .npy of rows
+    lambda m: m["segments"][0]["deleted"].update(count=m["segments"][0]["rows"] + 1),
+    lambda m: m["segments"][1].update(deleted=dict(m["segments"][0]["deleted"])),  # another segment's tombstones
+    lambda m: m["segments"][1].update(dir=m["segments"][0]["dir"]),  # two entries, one folder
+    lambda m: m["segments"][0].update(rows=m["segments"][0]["rows"] - 1),
+], ids=["basis-in-segment", "tombstone-dir-missing", "tombstone-not-npy", "count-past-rows", "tombstones-of-another",
+        "shared-dir", "rows-short"])
+def test_manifest_entries_that_name_the_wrong_thing_are_store_errors(two_segments, tmp_path, edit):
+    path = copy_store(two_segments, tmp_path / "s")
+    edit_manifest(path, edit)
+    every_read_path(path)
