@@ -63,7 +63,7 @@ def merge_into(writer: SegmentWriter, store: Store, segments: list[int], same_ba
             if len(pending) >= BATCH or not rows:
                 part = np.asarray(pending, np.int64)  # (b,) ascending
                 if copy_codes:
-                    writer.add_encoded(seg.full[part], seg.codes(part))
+                    writer.add_encoded(seg.read_full(part), seg.codes(part))
                 else:
                     writer.add_vectors(seg.decode_full(part))
                 pending = []

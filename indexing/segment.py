@@ -226,6 +226,19 @@ class SegmentReader:
         stored = self.full[np.asarray(rows, np.int64)]
         return stored.astype(np.float32) if self.full_dtype == "float16" else self.basis.full_codec.decode(stored)
 
+    def read_full(self, rows: np.ndarray) -> np.ndarray:
+        """Stored full vectors of ascending local rows (m,), as on disk: (m, d) uint8 or float16.
+        Read from the file (the span from the first to the last row), not through the memory map,
+        so a compaction streaming a whole segment does not keep every page it touched resident."""
+        rows = np.asarray(rows, np.int64)
+        if not len(rows):
+            return self.full[:0].copy()
+        row_bytes = self.full.shape[1] * self.full.dtype.itemsize
+        with open(self.folder / FULL_FILE[self.full_dtype], "rb") as fh:
+            fh.seek(int(rows[0]) * row_bytes)
+            span = np.fromfile(fh, self.full.dtype, (int(rows[-1]) - int(rows[0]) + 1) * self.full.shape[1])
+        return span.reshape(-1, self.full.shape[1])[rows - rows[0]]
+
     def codes(self, rows: np.ndarray) -> np.ndarray:
         """First-stage float8 codes of local rows (m,) of a flat float8 segment: (m, p) uint8."""
         return codes_view(self.index)[np.asarray(rows, np.int64)]
