@@ -291,3 +291,23 @@ def test_compaction_keeps_the_first_stage_codes_of_every_dtype(tmp_path, monkeyp
                 D1, I1 = Retriever(one).search_vectors(xq, 10, **kwargs)
                 assert texts(store, I) == texts(one, I1), kwargs
     store.close()
+
+
+def test_a_langchain_store_does_not_rehash_the_store_after_its_own_write(tmp_path, fake_embedder, monkeypatch):
+    """A write costs what changed, but the LangChain store reopened its own commit with every
+    checksum, reading every file of the store after each add_texts. It still verifies a commit
+    made by someone else."""
+    import indexing.store
+    from rag.langchain import CompressedVectorStore
+
+    hashed: list[str] = []
+    real = indexing.store.sha256_file
+    monkeypatch.setattr(indexing.store, "sha256_file", lambda f: hashed.append(str(f)) or real(f))
+    vs = CompressedVectorStore(tmp_path / "lc", fake_embedder)
+    vs.add_texts([f"text {i} about owls" for i in range(20)])
+    for i in range(3):
+        vs.add_texts([f"more owls {i}"], ids=[f"more{i}"])
+        assert vs.similarity_search("owls", k=2)
+    assert hashed == []
+    CompressedVectorStore(tmp_path / "lc", fake_embedder).add_texts(["from another writer"], ids=["other"])
+    assert vs.get_by_ids(["other"]) and len(hashed) > 0
