@@ -17,6 +17,7 @@ import numpy as np
 
 from indexing.basis import Basis
 from indexing.chunk_db import ChunkRow, DocumentRecord
+from indexing.first_stage import reduced_vectors
 from indexing.segment import SegmentReader, SegmentWriter
 from indexing.store import Store
 
@@ -49,9 +50,10 @@ def refit_basis(store: Store, segments: list[int], fit_sample: int, seed: int = 
 
 def merge_into(writer: SegmentWriter, store: Store, segments: list[int], same_basis: bool) -> None:
     """Copy the live documents of ``segments`` (in order) into ``writer``: chunks and documents as
-    they are; the vectors of exactly the rows copied (a live row no document names is dropped),
-    byte for byte when the basis is the same and the codes are flat float8, re-encoded from the
-    full vectors otherwise."""
+    they are; the vectors of exactly the rows copied (a live row no document names is dropped):
+    with the same basis, full vectors byte for byte and the same first-stage codes (flat float8:
+    copied; IVF and other dtypes: their decoded values re-added); after a refit, re-encoded from
+    the full vectors."""
     records = store.document_records()
     for s in segments:
         seg = store.segments[s]
@@ -60,10 +62,12 @@ def merge_into(writer: SegmentWriter, store: Store, segments: list[int], same_ba
         pending: list[int] = []  # local rows copied, vectors not yet
         for rows in _copy_documents(writer, seg, docs, seg.db.iter_chunks(BATCH)):
             pending += rows
-            if len(pending) >= BATCH or not rows:
+            if pending and (len(pending) >= BATCH or not rows):  # never an empty batch: it would train sq8 on nothing
                 part = np.asarray(pending, np.int64)  # (b,) ascending
                 if copy_codes:
                     writer.add_encoded(seg.read_full(part), seg.codes(part))
+                elif same_basis:  # IVF or another dtype: its decoded codes, not codes of the decoded full vectors
+                    writer.add_stored(seg.read_full(part), reduced_vectors(seg.index, part))
                 else:
                     writer.add_vectors(seg.decode_full(part))
                 pending = []

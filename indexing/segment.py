@@ -87,6 +87,13 @@ class SegmentWriter:
         self._ensure_index(np.zeros((0, self.basis.pca.dims), np.float32))
         self.index.add_sa_codes(np.ascontiguousarray(codes, np.uint8))
 
+    def add_stored(self, full: np.ndarray, xr: np.ndarray) -> None:
+        """Stored vectors of the same basis: full (m, d) as on disk, byte for byte, and the decoded
+        first-stage vectors xr (m, p), which encode to the same codes (float8, float16, float32)."""
+        self._full.write(np.ascontiguousarray(full).tobytes())
+        self._ensure_index(xr)
+        add_vectors(self.index, xr, self.basis.reduced_codec)
+
     def _fit_and_flush(self) -> None:
         x = np.concatenate(self._pending) if self._pending else np.zeros((0, self.dim), np.float32)  # (m, d)
         self.basis = Basis.fit(x, *self.fit)

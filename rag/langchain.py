@@ -95,6 +95,7 @@ class CompressedVectorStore(VectorStore):
         self._user_embeddings = embedding if isinstance(embedding, Embeddings) else None
         self._embedder = _as_embedder(embedding)
         self._opened: tuple[Retriever, ChunkTable] | None = None
+        self._written: str | None = None  # the generation this object's last write committed
         self._lock = threading.RLock()
 
     @property
@@ -120,7 +121,11 @@ class CompressedVectorStore(VectorStore):
             if self._opened is not None and self._opened[0].store.manifest.generation != current_generation(self.store_dir):
                 self._opened = None
             if self._opened is None and Store.exists(self.store_dir):
-                retriever = Retriever(Store.open(self.store_dir), self._get_embedder())
+                store = Store.open(self.store_dir, verify=False)  # our own last commit: its files need no re-hashing
+                if store.manifest.generation != self._written:  # someone else's: every checksum
+                    store.close()
+                    store = Store.open(self.store_dir)
+                retriever = Retriever(store, self._get_embedder())
                 self._opened = (retriever, ChunkTable(retriever.store))
             return self._opened
 
@@ -177,7 +182,7 @@ class CompressedVectorStore(VectorStore):
                 page = meta.get("page") if type(meta.get("page")) is int else None
                 chunk = Chunk(doc_id, source, str(meta.get("title", "")), page, 0, len(text), text, _to_json(meta))
                 writer.add(DocumentRecord(doc_id, source, chunk.title, ""), [chunk], np.asarray(vec, np.float32)[None, :])
-            writer.commit()
+            self._written = writer.commit().generation
 
     # -- reading ----------------------------------------------------------------------------
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:

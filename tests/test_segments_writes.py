@@ -254,3 +254,60 @@ def test_random_writes_and_compactions_match_a_model(tmp_path, monkeypatch, dtyp
         _, I = Retriever(store).search_vectors(vectors(rng, 4), 6, oversample=2)
         assert store.is_live(I[I >= 0]).all()
     store.close()
+
+
+@pytest.mark.parametrize("dtype, ann", [("float16", "flat"), ("float32", "flat"), ("float8", "ivf")])
+def test_compaction_keeps_the_first_stage_codes_of_every_dtype(tmp_path, monkeypatch, no_auto_compaction, dtype, ann):
+    """Only flat float8 codes were copied; IVF and the other dtypes were re-encoded from the
+    (float8) full vectors, so a compacted store searched differently from the segments it
+    merged. Now each live row keeps its decoded first-stage vector, and a flat store's search
+    gives the same top-k before and after."""
+    import shutil
+
+    import test_segments
+    from indexing.first_stage import reduced_vectors
+    from indexing.writer import CompressionSettings
+
+    monkeypatch.setattr(test_segments, "SETTINGS", CompressionSettings(pca_dims=16, fit_sample=200, dtype=dtype, ann=ann))
+    rng = np.random.default_rng(11)
+    store, live = None, {}
+    for step in range(4):
+        add = {f"/d/{step}-{j}": vectors(rng, PER_DOC) for j in range(12 if step == 0 else 3)}
+        gone = set(rng.choice(sorted(live), size=3, replace=False)) if live else set()
+        store = test_segments.write(tmp_path / "s", store, add, gone)
+        live = {k: v for k, v in (live | add).items() if k not in gone}
+    shutil.copytree(tmp_path / "s", tmp_path / "c")
+    compact_store(tmp_path / "c")
+    with Store.open(tmp_path / "c") as one:
+        assert len(one.segments) == 1 and one.n == store.n
+        for name in sorted(live)[::5]:
+            segs, local = store.locate(store.rows_of({name}))  # a document's rows: all in one segment
+            before = reduced_vectors(store.segments[int(segs[0])].index, local)  # (m, p)
+            np.testing.assert_array_equal(before, reduced_vectors(one.segments[0].index, one.rows_of({name})))
+        if ann == "flat":
+            xq = vectors(rng, 8)
+            for kwargs in ({"oversample": 2}, {"rerank": False}):
+                D, I = Retriever(store).search_vectors(xq, 10, **kwargs)
+                D1, I1 = Retriever(one).search_vectors(xq, 10, **kwargs)
+                assert texts(store, I) == texts(one, I1), kwargs
+    store.close()
+
+
+def test_a_langchain_store_does_not_rehash_the_store_after_its_own_write(tmp_path, fake_embedder, monkeypatch):
+    """A write costs what changed, but the LangChain store reopened its own commit with every
+    checksum, reading every file of the store after each add_texts. It still verifies a commit
+    made by someone else."""
+    import indexing.store
+    from rag.langchain import CompressedVectorStore
+
+    hashed: list[str] = []
+    real = indexing.store.sha256_file
+    monkeypatch.setattr(indexing.store, "sha256_file", lambda f: hashed.append(str(f)) or real(f))
+    vs = CompressedVectorStore(tmp_path / "lc", fake_embedder)
+    vs.add_texts([f"text {i} about owls" for i in range(20)])
+    for i in range(3):
+        vs.add_texts([f"more owls {i}"], ids=[f"more{i}"])
+        assert vs.similarity_search("owls", k=2)
+    assert hashed == []
+    CompressedVectorStore(tmp_path / "lc", fake_embedder).add_texts(["from another writer"], ids=["other"])
+    assert vs.get_by_ids(["other"]) and len(hashed) > 0
