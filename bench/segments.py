@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     out: dict = {"n": args.n, "machine": machine()}
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_segments_") as tmp:
         one, ten = Path(tmp) / "one", Path(tmp) / "ten"
         out["writer_peak_rss_mib"] = child_hwm(f"from bench.segments import write; from pathlib import Path; write(Path({str(one)!r}), {args.n})")
         rounds = []

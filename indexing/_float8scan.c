@@ -30,23 +30,28 @@ static inline float f8_to_f32(uint8_t b) {
 }
 
 /* A bounded min-heap of (score, id): the root is the smallest score kept. */
+/* The order of results: a higher score first, on equal scores the lower row (so ties come out the
+   same however rows are split over threads or segments). better(a, b): a comes before b. */
+static inline int better(float va, int64_t ia, float vb, int64_t ib) { return va > vb || (va == vb && ia < ib); }
+
 static void heap_push(float *val, int64_t *ids, Py_ssize_t k, Py_ssize_t *size, float v, int64_t id) {
-    Py_ssize_t i;
+    Py_ssize_t i; /* a heap of the k best with the worst at the root */
     if (*size < k) {
         i = (*size)++;
-        while (i > 0 && val[(i - 1) / 2] > v) {
+        while (i > 0 && better(val[(i - 1) / 2], ids[(i - 1) / 2], v, id)) {
             val[i] = val[(i - 1) / 2];
             ids[i] = ids[(i - 1) / 2];
             i = (i - 1) / 2;
         }
     } else {
-        if (v <= val[0]) return;
+        if (!better(v, id, val[0], ids[0])) return;
         i = 0;
         for (;;) {
             Py_ssize_t l = 2 * i + 1, r = l + 1, m = i;
             float mv = v;
-            if (l < k && val[l] < mv) { m = l; mv = val[l]; }
-            if (r < k && val[r] < mv) { m = r; }
+            int64_t mi = id;
+            if (l < k && better(mv, mi, val[l], ids[l])) { m = l; mv = val[l]; mi = ids[l]; }
+            if (r < k && better(mv, mi, val[r], ids[r])) { m = r; }
             if (m == i) break;
             val[i] = val[m];
             ids[i] = ids[m];
@@ -293,7 +298,7 @@ static int search(const segment_t *segs, int nseg, Py_ssize_t d, const float *xq
                 }
                 else for (Py_ssize_t r = 0; i0 + r < n; r++) s[r] = dot_row(codes + (i0 + r) * d, xq, d);
                 for (Py_ssize_t r = 0; r < ROWS_PER_STEP && i0 + r < n; r++)
-                    if (hs[t] < k || s[r] > v[0]) heap_push(v, id, k, hs + t, s[r], off + (int64_t)(i0 + r));
+                    if (hs[t] < k || s[r] >= v[0]) heap_push(v, id, k, hs + t, s[r], off + (int64_t)(i0 + r));
             }
         } else { /* a block of queries: decode TILE rows once, score them against every query */
             float *rows = work + (size_t)t * 2 * TILE * dp, *tile = rows + TILE * dp; /* (TILE, dp), (dp, TILE) */
@@ -315,7 +320,7 @@ static int search(const segment_t *segs, int nseg, Py_ssize_t d, const float *xq
                         float *v = hv + h * k;
                         int64_t *id = hi + h * k;
                         for (Py_ssize_t r = 0; r < m; r++)
-                            if (hs[h] < k || acc[u][r] > v[0]) heap_push(v, id, k, hs + h, acc[u][r], off + (int64_t)(i0 + r));
+                            if (hs[h] < k || acc[u][r] >= v[0]) heap_push(v, id, k, hs + h, acc[u][r], off + (int64_t)(i0 + r));
                     }
                 }
             }
@@ -334,7 +339,7 @@ static int search(const segment_t *segs, int nseg, Py_ssize_t d, const float *xq
         for (Py_ssize_t e = size; e < k; e++) { val[e] = -FLT_MAX; ids[e] = -1; }
         for (Py_ssize_t a = 1; a < size; a++) { /* insertion sort, k is small */
             float v = val[a]; int64_t id = ids[a]; Py_ssize_t b = a;
-            while (b > 0 && val[b - 1] < v) { val[b] = val[b - 1]; ids[b] = ids[b - 1]; b--; }
+            while (b > 0 && better(v, id, val[b - 1], ids[b - 1])) { val[b] = val[b - 1]; ids[b] = ids[b - 1]; b--; }
             val[b] = v; ids[b] = id;
         }
     }
