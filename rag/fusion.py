@@ -21,7 +21,9 @@ measured on labelled queries (``rag eval --calibrate``) replaces the default pri
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,16 +64,22 @@ _WORD = re.compile(r"[^\W_]+")
 # The keyword leg runs in a worker thread beside the dense leg (SQLite and the float8 kernel both
 # release the GIL), so a hybrid query costs about the slower leg rather than the sum of both.
 PARALLEL_LEGS = True
-_LEGS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword-leg")
+_legs: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child makes its own
+_legs_lock = threading.Lock()
 
 
 def beside(fn: Callable[..., object], *args: object) -> Callable[[], object]:
     """Start ``fn(*args)`` in a worker thread; the returned call waits for its result (or
     raises its error). Runs it at once, here, when PARALLEL_LEGS is off."""
+    global _legs
     if not PARALLEL_LEGS:
         result = fn(*args)
         return lambda: result
-    return _LEGS.submit(fn, *args).result
+    with _legs_lock:
+        if _legs is None or _legs[0] != os.getpid():  # a pool inherited through fork has no threads
+            _legs = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword-leg"))
+        pool = _legs[1]
+    return pool.submit(fn, *args).result
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,41 @@ def test_keyword_support_and_the_evidence_floor() -> None:
     assert coverage_weight(FLOOR, 0.3) == 1.0
 
 
+def test_keyword_leg_thread_pool_errors_and_fork() -> None:
+    """``beside`` returns the worker's result or raises its error; a child forked after the parent
+    used the pool makes its own pool instead of submitting to threads it does not have."""
+    import os
+
+    from rag.fusion import beside
+
+    assert beside(lambda a, b: a + b, 2, 3)() == 5
+
+    def boom() -> None:
+        raise StoreError("no keyword index")
+
+    wait = beside(boom)
+    with pytest.raises(StoreError, match="no keyword index"):
+        wait()
+    pid = os.fork()
+    if pid == 0:  # the child: 0 only when its own pool answers
+        try:
+            os._exit(0 if beside(lambda: 7)() == 7 else 1)
+        finally:
+            os._exit(2)
+    for _ in range(600):  # up to 30 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        import time
+
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's keyword leg hung")
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_fuse_ranks_the_doc_both_legs_like_first() -> None:
     dense = np.array([0.70, 0.69, 0.20], np.float32)
     keyword = np.array([3.0, 9.0, 8.5], np.float32)
