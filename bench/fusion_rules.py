@@ -194,7 +194,8 @@ def choose(table: dict, sets: list[str], budgets: list[int], shared: tuple[str, 
             if name in ("dense", "keyword"):
                 continue
             ratio = {s: rows[s][name] / max(rows[s]["dense"], rows[s]["keyword"]) for s in sets}
-            ok = all(ratio[s] >= 1.0 for s in shared if s in rows) and rows["scifact"][name] >= 1.05 * rows["scifact"]["dense"]
+            ok = all(ratio[s] >= 1.0 for s in shared if s in rows) and (
+                "scifact" not in rows or rows["scifact"][name] >= 1.05 * rows["scifact"]["dense"])
             if ok:
                 cands.append((min(ratio.values()), name, ratio))
         if cands:
