@@ -7,7 +7,9 @@ each chunk 150 words drawn (seeded) from SciFact's own unigram distribution, sto
 so the keyword leg meets a real scientific vocabulary with real document frequencies. Queries:
 the real SciFact claims, text to the keyword leg and their MiniLM embeddings to the dense leg.
 Latency pairs dense and hybrid query by query in one loop (``Retriever.search_vectors`` vs
-``Retriever.hybrid_rows``, k = 10; the query embedding, identical in both, is excluded).
+``Retriever.hybrid_rows``, k = 10; the query embedding, identical in both, is excluded); with
+``--budgets`` every postings budget (``indexing.keyword.POSTINGS_BUDGET``) takes its turn right
+after dense on the same query, so each budget's ratio hybrid / dense comes from the same loop.
 
 Indexing time: the same rows written twice, with the keyword index and with it switched off
 (``indexing.keyword.create``/``add``/``finish`` replaced by no-ops, bench only), interleaved. The writer's
@@ -15,6 +17,7 @@ time excludes embedding; the ratio with embedding added is reported from the mea
 document throughput of this machine (``--embed-chunks-per-s``, from bench/results/embed_speed_v2.json).
 
     python -m bench.hybrid_scale --n 100000 --json bench/results/hybrid_scale_100000.json
+    python -m bench.hybrid_scale --n 1000000 --budgets 20000,2000 --no-writer-ratio --json bench/results/hybrid_scale_1000000.json
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 
 from bench.vectors import SCIFACT, _read_jsonl, iter_xb, scifact_queries
 from indexing import keyword
+from rag import fusion
 from indexing.chunk import Chunk, ChunkSettings
 from indexing.writer import DocumentRecord, StoreWriter
 from rag.retrieve import Retriever
@@ -77,54 +81,80 @@ def write_store(path: Path, n: int, words: np.ndarray, p: np.ndarray, with_keywo
     return spent
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--max-queries", type=int, default=300)
-    ap.add_argument("--embed-chunks-per-s", type=float, default=None, help="MiniLM document throughput to fold into the indexing ratio")
-    ap.add_argument("--json", required=True)
-    args = ap.parse_args()
-    words, p = vocabulary()
-    tmp = Path(tempfile.mkdtemp(prefix="hybrid-scale-"))
+def paired_latency(r: Retriever, texts: list[str], xq: np.ndarray, budgets: list[int], parallel: list[bool]) -> dict:
+    """p50/p95 of dense and of hybrid at each postings budget (and with the keyword leg in a thread
+    beside the dense leg or after it), query by query in one loop."""
+    variants = [(b, par) for b in budgets for par in parallel]
+    saved, saved_par = keyword.POSTINGS_BUDGET, fusion.PARALLEL_LEGS
+    t = np.empty((len(texts), 1 + len(variants)))  # ms: dense, hybrid per variant
+    kw_t = np.empty((len(texts), len(variants)))  # ms: the keyword leg alone (top 50) per variant
     try:
-        plain = write_store(tmp / "plain", args.n, words, p, with_keywords=False)
-        shutil.rmtree(tmp / "plain")
-        with_kw = write_store(tmp / "store", args.n, words, p, with_keywords=True)
-        r = Retriever.open(tmp / "store", verify=False)
-        texts = [q["text"] for q in _read_jsonl(SCIFACT / "queries.jsonl")][: args.max_queries]
-        xq = scifact_queries()[: args.max_queries]
-        t = np.empty((len(texts), 2))
         for i in range(min(5, len(texts))):  # warm up
             r.search_vectors(xq[i : i + 1], 10)
             r.hybrid_rows(texts[i], xq[i], 10)
         for i, (q, x) in enumerate(zip(texts, xq)):
             t0 = time.perf_counter()
             r.search_vectors(x[None, :], 10)
-            t1 = time.perf_counter()
-            r.hybrid_rows(q, x, 10)
-            t[i] = (t1 - t0, time.perf_counter() - t1)
-        t *= 1e3
-        kw_t = []
-        for q in texts:
-            t0 = time.perf_counter()
-            r.store.keyword_search(q, 50)
-            kw_t.append(1e3 * (time.perf_counter() - t0))
-        kw_bytes = r.store.keyword_bytes() or 0
-        result = {
-            "n": args.n, "queries": len(texts),
-            "dense_p50_ms": round(float(np.median(t[:, 0])), 3), "hybrid_p50_ms": round(float(np.median(t[:, 1])), 3),
-            "hybrid_over_dense_p50": round(float(np.median(t[:, 1]) / np.median(t[:, 0])), 3),
-            "dense_p95_ms": round(float(np.percentile(t[:, 0], 95)), 3), "hybrid_p95_ms": round(float(np.percentile(t[:, 1], 95)), 3),
-            "keyword_leg_p50_ms": round(float(np.median(kw_t)), 3),
-            "keyword_index_bytes": kw_bytes, "keyword_bytes_per_chunk": round(kw_bytes / args.n, 1),
-            "bytes_per_vector": r.store.bytes_per_vector,
-            "writer_seconds_without_keyword": round(plain, 2), "writer_seconds_with_keyword": round(with_kw, 2),
-            "writer_ratio": round(with_kw / plain, 3),
+            t[i, 0] = time.perf_counter() - t0
+            for j, (b, par) in enumerate(variants):
+                keyword.POSTINGS_BUDGET, fusion.PARALLEL_LEGS = b, par
+                t0 = time.perf_counter()
+                r.hybrid_rows(q, x, 10)
+                t[i, 1 + j] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                r.store.keyword_search(q, 50)
+                kw_t[i, j] = time.perf_counter() - t0
+    finally:
+        keyword.POSTINGS_BUDGET, fusion.PARALLEL_LEGS = saved, saved_par
+    t, kw_t = t * 1e3, kw_t * 1e3
+    out = {"dense_p50_ms": round(float(np.median(t[:, 0])), 3), "dense_p95_ms": round(float(np.percentile(t[:, 0], 95)), 3)}
+    for j, (b, par) in enumerate(variants):
+        out[f"budget={b} legs={'parallel' if par else 'serial'}"] = {
+            "hybrid_p50_ms": round(float(np.median(t[:, 1 + j])), 3),
+            "hybrid_p95_ms": round(float(np.percentile(t[:, 1 + j], 95)), 3),
+            "hybrid_over_dense_p50": round(float(np.median(t[:, 1 + j]) / np.median(t[:, 0])), 3),
+            "hybrid_over_dense_median_of_ratios": round(float(np.median(t[:, 1 + j] / t[:, 0])), 3),
+            "keyword_leg_p50_ms": round(float(np.median(kw_t[:, j])), 3),
         }
-        if args.embed_chunks_per_s:
-            embed = args.n / args.embed_chunks_per_s
-            result["embed_seconds_estimated"] = round(embed, 1)
-            result["indexing_ratio_with_embedding"] = round((embed + with_kw) / (embed + plain), 3)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--max-queries", type=int, default=300)
+    ap.add_argument("--budgets", default=None, help="postings budgets to time, comma-separated (default: the product's)")
+    ap.add_argument("--legs", choices=("parallel", "serial", "both"), default="both", help="keyword leg beside or after the dense leg")
+    ap.add_argument("--no-writer-ratio", action="store_true", help="skip the store written without the keyword index")
+    ap.add_argument("--embed-chunks-per-s", type=float, default=None, help="MiniLM document throughput to fold into the indexing ratio")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else [keyword.POSTINGS_BUDGET]
+    words, p = vocabulary()
+    tmp = Path(tempfile.mkdtemp(prefix="hybrid-scale-"))
+    result: dict = {"n": args.n, "default_budget": keyword.POSTINGS_BUDGET}
+    try:
+        if not args.no_writer_ratio:
+            plain = write_store(tmp / "plain", args.n, words, p, with_keywords=False)
+            shutil.rmtree(tmp / "plain")
+        with_kw = write_store(tmp / "store", args.n, words, p, with_keywords=True)
+        r = Retriever.open(tmp / "store", verify=False)
+        texts = [q["text"] for q in _read_jsonl(SCIFACT / "queries.jsonl")][: args.max_queries]
+        xq = scifact_queries()[: args.max_queries]
+        result["queries"] = len(texts)
+        parallel = {"parallel": [True], "serial": [False], "both": [False, True]}[args.legs]
+        result.update(paired_latency(r, texts, xq, budgets, parallel))
+        kw_bytes = r.store.keyword_bytes() or 0
+        result.update({
+            "keyword_index_bytes": kw_bytes, "keyword_bytes_per_chunk": round(kw_bytes / args.n, 1),
+            "bytes_per_vector": r.store.bytes_per_vector, "writer_seconds_with_keyword": round(with_kw, 2),
+        })
+        if not args.no_writer_ratio:
+            result.update({"writer_seconds_without_keyword": round(plain, 2), "writer_ratio": round(with_kw / plain, 3)})
+            if args.embed_chunks_per_s:
+                embed = args.n / args.embed_chunks_per_s
+                result["embed_seconds_estimated"] = round(embed, 1)
+                result["indexing_ratio_with_embedding"] = round((embed + with_kw) / (embed + plain), 3)
         r.store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

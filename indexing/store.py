@@ -234,6 +234,11 @@ class Store:
         kept = keyword.choose_terms(terms, stemmed, df) if len(terms) > 1 else terms
         return kept, [stemmed[terms.index(t)] for t in kept], df
 
+    def keyword_terms(self, query: str) -> list[str]:
+        """The query's terms the keyword leg searches (stop words and terms past the postings
+        budget left out)."""
+        return self._keyword_terms(query)[0]
+
     def keyword_all(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of every live chunk matching ``query``, unsorted: scores (m,), global rows (m,).
         Each segment scores with its own statistics (as Lucene shards do); a compaction merges them."""

@@ -16,9 +16,8 @@ from indexing.embed import Embedder, load_embedder
 from indexing.errors import ConfigError, StoreMismatchError
 from indexing.search import search as dense_search
 from indexing.store import Store
-from indexing.keyword import query_terms
 from indexing.ray_cluster import RayOptions
-from rag.fusion import DEFAULT_MODE, KEYWORD_TOP, POOL, FusionSettings, check_mode, fuse, keyword_coverage
+from rag.fusion import DEFAULT_MODE, KEYWORD_TOP, POOL, FusionSettings, beside, check_mode, fuse, keyword_coverage
 
 DEFAULT_K = 5
 # Rerank candidates = k * oversample. SQuAD (rag eval): x8 keeps 99.90 % of float32 nDCG@10, x16
@@ -148,13 +147,15 @@ class Retriever:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Both legs' candidates, each scored by both legs: union rows (m,), dense (m,) full-vector
         inner products, keyword (m,) BM25 (0: no query term), and the keyword leg's evidence in
-        [0, 1]: the share of the query's terms its best chunks hold (``keyword_coverage``) times
-        its best BM25 relative to the sum of the query terms' IDFs (capped at 1)."""
+        [0, 1]: the share of the terms it searched (stop words and terms over the postings budget
+        left out) that its best chunks hold (``keyword_coverage``) times its best BM25 relative to
+        the sum of those terms' IDFs (capped at 1)."""
         pool = max(k, POOL)
         # the dense leg reranks as many candidates as a dense search of k would (k * oversample),
         # keeping the best ``pool``: its scores are recomputed below anyway
+        keyword_leg = beside(self.store.keyword_all, query)  # runs in a thread while the dense leg searches
         _, I = self.search_vectors(xq[None, :], pool, max(1, -(-k * oversample // pool)), exact, rerank)  # (1, pool)
-        S_all, rows_all = self.store.keyword_all(query)  # (a,) every matching chunk, unsorted
+        S_all, rows_all = keyword_leg()  # (a,) every matching chunk, unsorted
         rows_k = rows_all[np.argsort(-S_all, kind="stable")[:pool]]  # (<= pool,) keyword candidates, best first
         union = np.unique(np.concatenate([I[0][I[0] >= 0], rows_k]))  # (m,)
         dense = self.store.decode_full(union) @ np.asarray(xq, np.float32)  # (m,) full-vector scores
@@ -162,7 +163,7 @@ class Retriever:
         hit = np.isin(rows_all, union)
         keyword[np.searchsorted(union, rows_all[hit])] = S_all[hit]
         top = [c.text + " " + c.title for c in self.store.chunks(rows_k[:KEYWORD_TOP].tolist())]
-        coverage = keyword_coverage(query_terms(query, self.store.keyword_settings.language), top)
+        coverage = keyword_coverage(self.store.keyword_terms(query), top)  # of the terms the keyword leg searched
         ideal = self.store.keyword_ideal(query) if len(rows_k) else 0.0
         strength = float(S_all.max(initial=0.0)) / ideal if ideal > 0 else 0.0
         return union, dense.astype(np.float32), keyword, coverage * min(1.0, strength)

@@ -14,7 +14,8 @@ from indexing.lock import StoreLock, StoreLockedError
 from indexing.errors import ConfigError, StoreError
 from indexing.manifest import MANIFEST
 from rag.cli import main
-from rag.fusion import FULL_COVERAGE, POWER, FusionSettings, coverage_weight, fuse, keyword_coverage, minmax, save_fusion
+from rag.fusion import (FLOOR, FULL_COVERAGE, POWER, FusionSettings, coverage_weight, fuse, keyword_coverage, keyword_support,
+                        minmax, save_fusion)
 from rag.retrieve import Retriever
 
 
@@ -88,15 +89,90 @@ def test_weight_moves_to_dense_when_the_keyword_evidence_is_weak() -> None:
     w0 = 0.3
     assert coverage_weight(1.0, w0) == pytest.approx(w0)  # strong evidence: the prior
     assert coverage_weight(0.0, w0) == 1.0  # no evidence: dense alone
-    half = coverage_weight(FULL_COVERAGE / 2, w0)
+    half = coverage_weight((FLOOR + FULL_COVERAGE) / 2, w0)
     assert half == pytest.approx(1 - (1 - w0) * 0.5**POWER) and w0 < half < 1.0
     assert keyword_coverage(["zebra", "stripe"], ["Zebras have stripes", "stripes only"]) == 1.0
     assert keyword_coverage(["zebra", "stripe"], ["stripes only"]) == 0.5
     assert keyword_coverage([], ["anything"]) == 0.0
-    dense, keyword = np.array([0.9, 0.1], np.float32), np.array([0.0, 5.0], np.float32)
+    dense, keyword = np.array([0.9, 0.1], np.float32), np.array([5.0, 1.0], np.float32)  # both legs like chunk 0
     _, w_weak = fuse(dense, keyword, FusionSettings(w0), coverage=0.0)
     _, w_strong = fuse(dense, keyword, FusionSettings(w0), coverage=1.0)
     assert w_weak == 1.0 and w_strong == pytest.approx(w0)
+
+
+def test_stop_word_query_keeps_the_chunk_the_dense_leg_is_sure_of(tmp_path: Path, fake_embedder) -> None:
+    """"with" is an English stop word, so the keyword leg searches only "statement" and "work" and
+    puts first an incidental chunk holding both, which the dense leg ranks last of the union. That
+    evidence must not count (rag.fusion.keyword_support): hybrid keeps with.md first, as dense does.
+    (Seen on the bundled corpus with MiniLM, where the old rule dropped with.md from the top 5.)"""
+    docs = tmp_path / "ref"
+    docs.mkdir()
+    (docs / "with.md").write_text("# With\n\nWith wraps a block in a context manager: with opens the file, with closes "
+                                  "it.\n", encoding="utf-8")
+    (docs / "raise.md").write_text("# Raise\n\nChaining can work when an exception is handled inside a nested block; a "
+                                   "bare raise statement re-raises it, keeping its traceback, cause and context attributes "
+                                   "for later inspection by debuggers, loggers and handlers.\n", encoding="utf-8")
+    (docs / "types.md").write_text("# Types\n\nWorking notes: class body statement order, documentation strings, "
+                                   "annotations dictionaries, slots, descriptors, metaclasses, method resolution order and "
+                                   "instance layouts of builtin objects.\n", encoding="utf-8")
+    for i, topic in enumerate(("lists", "dicts", "sets", "tuples", "strings", "numbers", "imports", "modules", "classes",
+                               "functions", "lambdas", "generators", "loops")):
+        (docs / f"{topic}.md").write_text(f"# {topic}\n\nThe {topic} type {i} is built by a parser.\n", encoding="utf-8")
+    index_paths([docs], tmp_path / "s", embedder=fake_embedder)
+    r = Retriever.open(tmp_path / "s", embedder=fake_embedder)
+    q = "how does the with statement work"
+    assert r.search(q, k=1, mode="dense")[0].source.endswith("with.md")
+    assert not r.search(q, k=1, mode="keyword")[0].source.endswith("with.md")  # the keyword leg alone misses it
+    union, dense, keyword, evidence = r.hybrid_candidates(q, fake_embedder.embed_queries([q])[0], 5)
+    assert evidence > 0.7 and keyword_support(dense, keyword) < 0.5  # strong coverage, but dense disowns its top hit
+    assert r.search(q, k=1)[0].source.endswith("with.md")
+    r.store.close()
+
+
+def test_keyword_support_and_the_evidence_floor() -> None:
+    dense = np.array([0.9, 0.5, 0.1], np.float32)
+    assert keyword_support(dense, np.array([0.0, 0.0, 4.0], np.float32)) == 0.0  # keyword's best = dense's worst
+    assert keyword_support(dense, np.array([4.0, 1.0, 0.0], np.float32)) == 1.0
+    assert keyword_support(dense, np.array([1.0, 4.0, 0.0], np.float32)) == pytest.approx(0.5)
+    assert keyword_support(dense, np.zeros(3, np.float32)) == 0.0
+    assert coverage_weight(0.25, 0.3, full=0.8, power=1.0, floor=0.3) == 1.0  # below the floor: dense alone
+    assert coverage_weight(0.55, 0.3, full=0.8, power=1.0, floor=0.3) == pytest.approx(1 - 0.7 * 0.5)
+    assert coverage_weight(FLOOR, 0.3) == 1.0
+
+
+def test_keyword_leg_thread_pool_errors_and_fork() -> None:
+    """``beside`` returns the worker's result or raises its error; a child forked after the parent
+    used the pool makes its own pool instead of submitting to threads it does not have."""
+    import os
+
+    from rag.fusion import beside
+
+    assert beside(lambda a, b: a + b, 2, 3)() == 5
+
+    def boom() -> None:
+        raise StoreError("no keyword index")
+
+    wait = beside(boom)
+    with pytest.raises(StoreError, match="no keyword index"):
+        wait()
+    pid = os.fork()
+    if pid == 0:  # the child: 0 only when its own pool answers
+        try:
+            os._exit(0 if beside(lambda: 7)() == 7 else 1)
+        finally:
+            os._exit(2)
+    for _ in range(600):  # up to 30 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        import time
+
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's keyword leg hung")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_fuse_ranks_the_doc_both_legs_like_first() -> None:
