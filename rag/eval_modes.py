@@ -25,16 +25,19 @@ LATENCY_QUERIES = 200
 
 
 def mode_search(retriever: Retriever, mode: str, queries: Sequence[str], xq: np.ndarray, k: int, oversample: int,
-                fusion: FusionSettings | None = None) -> np.ndarray:
-    """Top-k rows I (nq, k) of every query in ``mode`` (-1 where fewer exist)."""
+                fusion: FusionSettings | None = None, xb: np.ndarray | None = None) -> np.ndarray:
+    """Top-k rows I (nq, k) of every query in ``mode`` (-1 where fewer exist). With ``xb`` (n, d),
+    the float32 vectors of the store's rows, the dense leg is float32 brute force over them."""
     I = np.full((len(queries), k), -1, np.int64)
+    if mode == "dense" and xb is not None:
+        return np.argsort(-(xq @ xb.T), axis=1, kind="stable")[:, :k]
     if mode == "dense":
         return retriever.search_vectors(xq, k, oversample)[1]
     for i, q in enumerate(queries):
         if mode == "keyword":
             rows = retriever.store.keyword_search(q, k)[1]
         else:
-            rows = retriever.hybrid_rows(q, xq[i], k, oversample, fusion=fusion)[1]
+            rows = retriever.hybrid_rows(q, xq[i], k, oversample, fusion=fusion, vectors=xb)[1]
         I[i, : len(rows)] = rows
     return I
 
@@ -49,10 +52,12 @@ def _p50_ms(fn: Callable[[int], object], n: int) -> float:
 
 
 def measure_modes(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, oversample: int, metrics: Callable, depth: int,
-                  fusion: FusionSettings | None = None) -> dict[str, dict[str, Any]]:
+                  fusion: FusionSettings | None = None, xb: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
     """``{mode: {ndcg@k, recall@k, recall@depth, mrr@k, p50_ms}}`` for dense, keyword and hybrid.
     ``metrics(I, I_deep)`` scores rows; p50_ms is one query at a time, text to rows (the dense leg's
-    query embedding excluded: it is the same in every mode)."""
+    query embedding excluded: it is the same in every mode). With ``xb`` (the float32 vectors of
+    the rows), dense and hybrid also get ``float32``: the same metrics with a float32 dense leg,
+    and ``kept``: the compressed store's nDCG@k as a share of it."""
     out: dict[str, dict[str, Any]] = {}
     nq = min(LATENCY_QUERIES, len(xq))
     for mode in MODES:
@@ -60,6 +65,11 @@ def measure_modes(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, 
         I_deep = mode_search(retriever, mode, data.queries, xq, depth, oversample, fusion)
         p50 = _p50_ms(lambda i: mode_search(retriever, mode, data.queries[i : i + 1], xq[i : i + 1], k, oversample, fusion), nq)
         out[mode] = {**metrics(I, I_deep), "p50_ms": p50}
+        if xb is not None and mode != "keyword":  # keywords have nothing to compress
+            ref = metrics(mode_search(retriever, mode, data.queries, xq, k, oversample, fusion, xb),
+                          mode_search(retriever, mode, data.queries, xq, depth, oversample, fusion, xb))
+            ndcg = f"ndcg@{k}"
+            out[mode] |= {"float32": ref, "kept": round(out[mode][ndcg] / ref[ndcg], 4) if ref[ndcg] else None}
     return out
 
 
@@ -86,7 +96,8 @@ def calibrate(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, over
 
 
 def modes_report(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, oversample: int, depth: int,
-                 calibrate_weights: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 calibrate_weights: bool = False, log: Callable[[str], None] | None = None,
+                 xb: np.ndarray | None = None) -> dict[str, Any]:
     """What ``rag eval`` adds: ``modes`` (dense/keyword/hybrid of the default store), ``best_mode``
     and, with ``calibrate_weights``, ``calibration`` (automatic fusion vs the best on these qrels)."""
     from rag.eval_data import retrieval_metrics, run_from_ids
@@ -98,7 +109,7 @@ def modes_report(retriever: Retriever, data: BeirData, xq: np.ndarray, k: int, o
     ndcg = f"ndcg@{k}"
     if log:
         log("measuring dense, keyword and hybrid search on the default store")
-    modes = measure_modes(retriever, data, xq, k, oversample, metrics, depth)
+    modes = measure_modes(retriever, data, xq, k, oversample, metrics, depth, xb=xb)
     out: dict[str, Any] = {"modes": modes, "best_mode": winner(modes, ndcg)}
     if calibrate_weights:
         if log:
@@ -121,10 +132,12 @@ def format_modes(report: dict[str, Any], k: int) -> str:
     """The modes table and which mode wins, plus the calibration when there is one."""
     ndcg, depth = f"ndcg@{k}", report.get("recall_depth", 100)
     lines = [f"search modes on the default store ({report['best_mode']} wins on nDCG@{k}):",
-             f"{'mode':<8}  {'nDCG@' + str(k):>8}  {'R@' + str(k):>6}  {'R@' + str(depth):>6}  {'MRR@' + str(k):>7}  {'p50 ms':>7}"]
+             f"{'mode':<8}  {'nDCG@' + str(k):>8}  {'R@' + str(k):>6}  {'R@' + str(depth):>6}  {'MRR@' + str(k):>7}  {'p50 ms':>7}"
+             f"  {'float32 nDCG':>12}  {'kept':>7}"]
     for mode, m in report["modes"].items():
+        ref = f"  {m['float32'][ndcg]:>12.4f}  {100 * m['kept']:>6.1f}%" if m.get("kept") else ""
         lines.append(f"{mode:<8}  {m[ndcg]:>8.4f}  {m[f'recall@{k}']:>6.3f}  {m[f'recall@{depth}']:>6.3f}  {m[f'mrr@{k}']:>7.4f}  {m['p50_ms']:>7.3f}"
-                     + ("  *" if mode == report["best_mode"] else ""))
+                     + ref + ("  *" if mode == report["best_mode"] else ""))
     if "calibration" in report:
         c = report["calibration"]
         a, b = c["automatic"], c["best"]

@@ -138,7 +138,8 @@ def evaluate(
         report["default"] = _verdict(rows[configs.index(default)], baseline, ndcg)
         from rag.eval_modes import modes_report  # dense / keyword / hybrid of the default store
 
-        report.update(modes_report(pool.retriever(default.pca_dims, default.dtype), data, xq, k, oversample, RECALL_DEPTH, calibrate, log))
+        report.update(modes_report(pool.retriever(default.pca_dims, default.dtype), data, xq, k, oversample, RECALL_DEPTH, calibrate, log,
+                                   xb=xb))  # rows of the eval's stores are the documents in order: xb[row]
         if sweep or budget is not None or plot:
             sweep_rows = []
             grid = sweep_configs(d, oversample)

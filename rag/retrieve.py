@@ -131,10 +131,11 @@ class Retriever:
 
     def hybrid_rows(
         self, query: str, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False,
-        rerank: bool = True, fusion: FusionSettings | None = None,
+        rerank: bool = True, fusion: FusionSettings | None = None, vectors: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Fused top ``k`` for one query (text and its unit vector xq (d,)): scores (m,), rows (m,)."""
-        union, dense, keyword, coverage = self.hybrid_candidates(query, xq, k, oversample, exact, rerank)
+        """Fused top ``k`` for one query (text and its unit vector xq (d,)): scores (m,), rows (m,).
+        ``vectors``: float32 vectors of every row (n, d) for a float32 dense leg (``rag eval``'s baseline)."""
+        union, dense, keyword, coverage = self.hybrid_candidates(query, xq, k, oversample, exact, rerank, vectors)
         if len(union) == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         settings = fusion or self.fusion
@@ -144,6 +145,7 @@ class Retriever:
 
     def hybrid_candidates(
         self, query: str, xq: np.ndarray, k: int, oversample: int = DEFAULT_OVERSAMPLE, exact: bool = False, rerank: bool = True,
+        vectors: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Both legs' candidates, each scored by both legs: union rows (m,), dense (m,) full-vector
         inner products, keyword (m,) BM25 (0: no query term), and the keyword leg's evidence in
@@ -154,11 +156,15 @@ class Retriever:
         # the dense leg reranks as many candidates as a dense search of k would (k * oversample),
         # keeping the best ``pool``: its scores are recomputed below anyway
         keyword_leg = beside(self.store.keyword_all, query)  # runs in a thread while the dense leg searches
-        _, I = self.search_vectors(xq[None, :], pool, max(1, -(-k * oversample // pool)), exact, rerank)  # (1, pool)
+        if vectors is None:
+            _, I = self.search_vectors(xq[None, :], pool, max(1, -(-k * oversample // pool)), exact, rerank)  # (1, pool)
+        else:  # float32 brute force over the given vectors
+            I = np.argsort(-(vectors @ np.asarray(xq, np.float32)), kind="stable")[None, :pool]  # (1, pool)
         S_all, rows_all = keyword_leg()  # (a,) every matching chunk, unsorted
         rows_k = rows_all[np.argsort(-S_all, kind="stable")[:pool]]  # (<= pool,) keyword candidates, best first
         union = np.unique(np.concatenate([I[0][I[0] >= 0], rows_k]))  # (m,)
-        dense = self.store.decode_full(union) @ np.asarray(xq, np.float32)  # (m,) full-vector scores
+        full = self.store.decode_full(union) if vectors is None else vectors[union]  # (m, d)
+        dense = full @ np.asarray(xq, np.float32)  # (m,) full-vector scores
         keyword = np.zeros(len(union), np.float32)  # (m,) BM25, 0 for chunks holding no query term
         hit = np.isin(rows_all, union)
         keyword[np.searchsorted(union, rows_all[hit])] = S_all[hit]

@@ -272,6 +272,10 @@ def test_rag_eval_reports_modes_and_calibrates_into_a_store(tmp_path, monkeypatc
     for m in report["modes"].values():
         assert {"ndcg@10", "recall@10", "recall@100", "mrr@10", "p50_ms"} <= set(m) and 0 <= m["ndcg@10"] <= 1
     assert report["modes"]["keyword"]["ndcg@10"] > 0.9  # every query shares a rare word with its document
+    for mode in ("dense", "hybrid"):  # each also against a float32 dense leg, as the issue asks
+        m = report["modes"][mode]
+        assert {"ndcg@10", "recall@100"} <= set(m["float32"]) and m["kept"] == round(m["ndcg@10"] / m["float32"]["ndcg@10"], 4)
+    assert "float32" not in report["modes"]["keyword"]
     assert report["best_mode"] in report["modes"]
     assert report["modes"][report["best_mode"]]["ndcg@10"] == max(m["ndcg@10"] for m in report["modes"].values())
     cal = report["calibration"]
