@@ -144,6 +144,7 @@ def test_keyword_leg_thread_pool_errors_and_fork() -> None:
     """``beside`` returns the worker's result or raises its error; a child forked after the parent
     used the pool makes its own pool instead of submitting to threads it does not have."""
     import os
+    import time
 
     from rag.fusion import beside
 
@@ -165,8 +166,6 @@ def test_keyword_leg_thread_pool_errors_and_fork() -> None:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
-        import time
-
         time.sleep(0.05)
     else:
         os.kill(pid, 9)
