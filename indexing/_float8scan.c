@@ -19,6 +19,7 @@
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#include <pthread.h>
 #endif
 
 static inline float f8_to_f32(uint8_t b) {
@@ -224,6 +225,12 @@ static inline void score_tile(const float *tile, const float *x, Py_ssize_t dp, 
 
 #define SMALL_SCAN_BYTES ((size_t)1 << 20)
 
+/* GNU OpenMP's thread pool does not survive fork(): a parallel region in a child forked after the
+   parent ran one never returns (multiprocessing's default start method on Linux). A forked child
+   scans on its own thread, without entering a parallel region. */
+static int forked_child = 0;
+static void mark_forked_child(void) { forked_child = 1; }
+
 /* One code buffer of a multi-segment scan: n rows, reported as row numbers offset + 0 .. n - 1. */
 typedef struct {
     const uint8_t *codes;
@@ -244,7 +251,7 @@ static int search(const segment_t *segs, int nseg, Py_ssize_t d, const float *xq
 #endif
     /* a small scan (a small segment: an upload) runs on one thread: under 1 MiB of code bytes per
        query block, starting and joining the team costs more than the second core saves */
-    if ((size_t)total * (size_t)d * (size_t)nq < SMALL_SCAN_BYTES) nt = 1;
+    if ((size_t)total * (size_t)d * (size_t)nq < SMALL_SCAN_BYTES || forked_child) nt = 1;
     if (nq == 0) return 0;
     Py_ssize_t dp = (d + 31) / 32 * 32;
     /* queries padded with zeros to a multiple of 4 queries and 32 dimensions for the SIMD steps */
@@ -271,7 +278,7 @@ static int search(const segment_t *segs, int nseg, Py_ssize_t d, const float *xq
         }
     }
 #endif
-    #pragma omp parallel num_threads(nt)
+    #pragma omp parallel num_threads(nt) if(nt > 1)
     {
         int t = 0;
 #ifdef _OPENMP
@@ -427,4 +434,9 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_float8scan", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__float8scan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__float8scan(void) {
+#ifdef _OPENMP
+    pthread_atfork(NULL, NULL, mark_forked_child);
+#endif
+    return PyModule_Create(&module);
+}

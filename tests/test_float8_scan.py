@@ -156,3 +156,27 @@ def test_ties_come_out_by_lower_row_on_any_split(nq: int) -> None:
         for q in range(nq):
             want = np.lexsort((I_all[q], -D_all[q]))[:k]  # by score, then by lower row
             np.testing.assert_array_equal(I[q], I_all[q][want])
+
+
+def test_a_forked_child_searches_after_its_parent_did() -> None:
+    """GNU OpenMP's threads do not survive fork(): a child forked after the parent searched (the
+    default multiprocessing start method on Linux) hung in its first search. It answers now."""
+    import os
+    import signal
+
+    from indexing import _float8scan
+
+    rng = np.random.default_rng(4)
+    d, n = 96, 50_000  # 4.8 MB of codes: the parent scans on two threads
+    codes = rng.integers(0, 256, (n, d), dtype=np.uint8)
+    xq = rng.normal(size=(1, d)).astype(np.float32)
+    D, I = np.empty((1, 10), np.float32), np.empty((1, 10), np.int64)
+    _float8scan.search(codes, n, d, xq, 1, 10, D, I)
+    expected = I.copy()
+    pid = os.fork()
+    if pid == 0:  # the child: a hang ends by SIGALRM, a wrong answer by exit 1
+        signal.alarm(20)
+        _float8scan.search(codes, n, d, xq, 1, 10, D, I)
+        os._exit(0 if np.array_equal(I, expected) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"
