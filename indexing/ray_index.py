@@ -6,14 +6,15 @@ each, one row per chunk, one row per skipped file) -> embed (a ``map_batches`` p
 ``workers`` actors, the model loaded once per actor, ``num_gpus`` per actor where the cluster has
 GPUs, restarted and retried up to ``RETRIES`` times when one dies) -> streamed back to the driver,
 which regroups rows by file and hands them to the store writer exactly as the single-process path
-does. Rows carry chunks pickled (Ray pickles everything it moves; nothing here is stored).
+does. Rows carry documents and chunks as JSON (their fields are strings and integers; no pickle of ours).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
-import pickle
+import json
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -144,9 +145,9 @@ def _load_and_chunk(batch: dict[str, np.ndarray], chunker: ChunkSettings) -> dic
         if not chunks:
             add(int(i), b"", b"", b"", "no text after chunking")
             continue
-        head = pickle.dumps(Document(doc.path, doc.source, doc.title, doc.sha256))  # pages are not needed
+        head = _to_json([doc.path, doc.source, doc.title, doc.sha256])  # pages are not needed
         for n, c in enumerate(chunks):
-            add(int(i), head if n == 0 else b"", pickle.dumps(c), c.text.encode("utf-8", "surrogatepass"), "")
+            add(int(i), head if n == 0 else b"", _to_json(dataclasses.astuple(c)), c.text.encode("utf-8", "surrogatepass"), "")
     return {"i": np.asarray(rows["i"], np.int64), **{k: np.asarray(v, object) for k, v in rows.items() if k != "i"}}
 
 
@@ -194,12 +195,18 @@ def _regroup(dataset: Any) -> Iterator[tuple[int, Document | None, list[Chunk], 
                 yield i, None, [], np.zeros((0, 0), np.float32), skip, ""
                 continue
             if batch["doc"][r]:
-                doc = pickle.loads(batch["doc"][r])
-            chunks.append(pickle.loads(batch["chunk"][r]))
+                doc = Document(*json.loads(bytes(batch["doc"][r])))
+            chunks.append(Chunk(*json.loads(bytes(batch["chunk"][r]))))
             parts.append(batch["vectors"][r : r + 1])  # (1, d)
             backend = str(batch["backend"][r])
     if chunks:
         yield cur, doc, chunks, np.concatenate(parts), "", backend  # type: ignore[misc]
+
+
+def _to_json(values: Any) -> bytes:
+    """JSON bytes of a document's or chunk's fields (lone surrogates of undecodable file names
+    survive as \\u escapes)."""
+    return json.dumps(list(values)).encode("ascii")
 
 
 def _first_line(exc: BaseException) -> str:
