@@ -115,6 +115,7 @@ class OpenAIAnswerer:
         api_key: str | None = None,
         context_tokens: int = 8192,
         answer_tokens: int = 512,
+        source_tokens: int | None = None,
         temperature: float = 0.1,
         timeout: float = 120.0,
     ) -> None:
@@ -127,6 +128,7 @@ class OpenAIAnswerer:
             raise ConfigError("the OpenAI answerer needs OPENAI_API_KEY, or --base-url for a compatible server")
         self.client = OpenAI(api_key=key or "not-needed", base_url=self.base_url, timeout=timeout)
         self.context_tokens, self.answer_tokens, self.temperature = context_tokens, answer_tokens, temperature
+        self.source_tokens = source_tokens  # cap on the sources' tokens in the prompt (rag.prompt.build_messages)
         self.name = f"{model} via {self.base_url or 'OpenAI'}"
         # Token usage of the last finished call as the server reported it (None when it sent none).
         # ``rag eval`` reads it after each answer; with concurrent chats it is the latest call's.
@@ -140,7 +142,7 @@ class OpenAIAnswerer:
         return text.splitlines()[0].strip() if text else question
 
     def generate(self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = ()) -> tuple[list[Hit], Iterator[str]]:
-        messages, used = build_messages(question, hits, history, self.context_tokens, self.answer_tokens)
+        messages, used = build_messages(question, hits, history, self.context_tokens, self.answer_tokens, self.source_tokens)
         return used, self._chat(messages, stream=True, max_tokens=self.answer_tokens)
 
     def _chat(self, messages: list[dict[str, str]], stream: bool, max_tokens: int) -> Iterator[str]:
