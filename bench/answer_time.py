@@ -233,14 +233,18 @@ def summarize(rows: list[dict[str, Any]], names: list[str], baseline_run: str | 
                 "ratio_server_cpu_to_baseline": s_cpu(a) / max(s_cpu(b), 1e-9),
             }
         out["summary"][name] = s
-    if baseline_run:  # project the 200-question `rag eval` run: its measured seconds x this run's ratio
-        old = sum(out["summary"][n]["seconds_total"] for n in ("extractive", base)) + out["retrieval_s_total"]
-        measured = json.loads(Path(baseline_run).read_text(encoding="utf-8"))["seconds"]
+    if baseline_run:
+        # Project the 200-question `rag eval` run of the baseline: its own measured split (model
+        # answers, extractive answers, the rest) with the model's part scaled by this run's
+        # interleaved ratio. The other parts do not change with the model's settings.
+        run = json.loads(Path(baseline_run).read_text(encoding="utf-8"))
+        label = next(label for label in run["answers"]["answerers"] if label != "extractive")
+        model_s = sum(q["answers"][label]["latency_s"] for q in run["answers"]["questions"])
+        rest = run["seconds"] - model_s
         out["projection_200"] = {
-            name: round(measured * (out["summary"]["extractive"]["seconds_total"] + out["retrieval_s_total"]
-                                    + out["summary"][name]["seconds_total"]) / old, 1)
-            for name in names
-        } | {"baseline_measured_s": measured, "from": baseline_run}
+            "from": baseline_run, "measured_s": run["seconds"], "model_answers_s": round(model_s, 1), "other_s": round(rest, 1),
+            **{name: round(rest + model_s * out["summary"][name]["ratio_total_to_baseline"], 1) for name in names},
+        }
     return out
 
 

@@ -178,9 +178,26 @@ def _usage(response: object) -> dict[str, int] | None:
 def make_answerer(
     embedder: Embedder, llm: str | None = None, base_url: str | None = None, api_key: str | None = None
 ) -> Answerer:
-    """``llm="extractive"`` (or no key and no server configured) gives the offline answerer."""
+    """``llm="extractive"`` (or no key and no server configured) gives the offline answerer.
+
+    A model's prompt budget comes from ``RAG_CONTEXT_TOKENS`` (its context window, default 8192)
+    and ``RAG_SOURCE_TOKENS`` (cap on the sources' tokens, default none), so ``rag ask``/``rag
+    chat`` users of a small local model can get ``rag eval --source-tokens``'s speed too.
+    """
     llm = llm or os.environ.get("RAG_LLM_MODEL")
     configured = base_url or os.environ.get("OPENAI_BASE_URL") or api_key or os.environ.get("OPENAI_API_KEY")
     if llm == "extractive" or not configured:
         return ExtractiveAnswerer(embedder)
-    return OpenAIAnswerer(llm or "gpt-4o-mini", base_url=base_url, api_key=api_key)
+    return OpenAIAnswerer(llm or "gpt-4o-mini", base_url=base_url, api_key=api_key,
+                          context_tokens=_env_tokens("RAG_CONTEXT_TOKENS") or 8192,
+                          source_tokens=_env_tokens("RAG_SOURCE_TOKENS"))
+
+
+def _env_tokens(name: str) -> int | None:
+    """A positive token count from the environment variable ``name``, None when unset or empty."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name}={value!r} must be a positive number of tokens, e.g. {name}=600; or unset it")
+    return int(value)

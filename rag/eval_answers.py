@@ -71,8 +71,8 @@ def make_answerers(
         answerer = make_answerer(embedder, name, base_url)
         if isinstance(answerer, OpenAIAnswerer):
             answerer.request_usage = True  # token counts from the server when it sends them
-            answerer.context_tokens = context_tokens or answerer.context_tokens
-            answerer.source_tokens = source_tokens
+            answerer.context_tokens = context_tokens or answerer.context_tokens  # flags over RAG_*_TOKENS
+            answerer.source_tokens = source_tokens or answerer.source_tokens
         out[name] = answerer
     return out
 

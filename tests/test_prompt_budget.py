@@ -46,7 +46,9 @@ def test_the_fixed_part_comes_first_so_a_server_can_reuse_it() -> None:
     assert a[-1]["content"].endswith("Question: what do zebras eat")  # the question, which varies, comes last
 
 
-def test_eval_flags_reach_the_model_answerers_only(fake_embedder) -> None:  # type: ignore[no-untyped-def]
+def test_eval_flags_reach_the_model_answerers_only(monkeypatch, fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("RAG_SOURCE_TOKENS", raising=False)
+    monkeypatch.delenv("RAG_CONTEXT_TOKENS", raising=False)
     answerers = make_answerers(fake_embedder, ["extractive", "smollm2"], "http://127.0.0.1:9/v1",
                                context_tokens=2048, source_tokens=600)
     llm = answerers["smollm2"]
@@ -84,3 +86,20 @@ def test_rag_eval_passes_the_budget_flags_to_the_answerers(tmp_path, monkeypatch
             "--base-url", "http://127.0.0.1:9/v1", "--context-tokens", "2048", "--source-tokens", "600"]
     assert main(argv) == 0
     assert seen == [(["extractive", "smollm2"], 2048, 600)]
+
+
+def test_ask_and_chat_users_set_the_budget_in_the_environment(monkeypatch, fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    from indexing.errors import ConfigError
+    from rag.answer import make_answerer
+
+    monkeypatch.setenv("RAG_SOURCE_TOKENS", "600")
+    monkeypatch.setenv("RAG_CONTEXT_TOKENS", "2048")
+    llm = make_answerer(fake_embedder, "smollm2", "http://127.0.0.1:9/v1")
+    assert (llm.context_tokens, llm.source_tokens) == (2048, 600)  # type: ignore[attr-defined]
+    monkeypatch.setenv("RAG_SOURCE_TOKENS", "six hundred")
+    with pytest.raises(ConfigError, match="RAG_SOURCE_TOKENS='six hundred' must be a positive number"):
+        make_answerer(fake_embedder, "smollm2", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("RAG_SOURCE_TOKENS")
+    monkeypatch.delenv("RAG_CONTEXT_TOKENS")
+    llm = make_answerer(fake_embedder, "smollm2", "http://127.0.0.1:9/v1")
+    assert (llm.context_tokens, llm.source_tokens) == (8192, None)  # type: ignore[attr-defined]
