@@ -93,6 +93,16 @@ def _warm(url: str) -> None:
         model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
 
 
+def memory_mib(pid: int) -> dict[str, float]:
+    """Resident and peak resident memory of a process, MiB (/proc/PID/status)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = round(int(rest.split()[0]) / 1024.0, 1)
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -189,6 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         load_avg = round(os.getloadavg()[0], 2)
         answers = answer_eval(*default_store(args.dataset or SQUAD, args.pool, stack))
+        memory = {name: memory_mib(proc.pid) for name, (_, proc) in servers.items()}
     finally:
         for _, proc in servers.values():
             proc.terminate()
@@ -201,6 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.close()
     out = summarize(answers["questions"], [v.name for v in variants], args.baseline_run)
     out["variants"] = {v.name: {"server_flags": SERVERS[v.server], "k": v.k, "options": v.options} for v in variants}
+    out["server_memory_mib"] = memory
     out["load_average_start_end"] = [load_avg, round(os.getloadavg()[0], 2)]
     out["questions"] = answers["questions"]
     return out
