@@ -274,9 +274,14 @@ def main() -> None:
     p.add_argument("--baseline-run", default="bench/results/squad_answers_200.json",
                    help="a full `rag eval --answers` JSON of the baseline whose seconds are projected")
     p.add_argument("--json", default=None)
+    p.add_argument("--summarize", default=None, metavar="JSON", help="only recompute the summary of an earlier run's JSON")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # `kill` still stops the servers (finally in run)
-    out = run(args)
+    if args.summarize:
+        out = json.loads(Path(args.summarize).read_text(encoding="utf-8"))
+        out |= summarize(out["questions"], list(out["variants"]), args.baseline_run)
+    else:
+        out = run(args)
     text = json.dumps(out, indent=2, default=str)
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
