@@ -115,6 +115,7 @@ class OpenAIAnswerer:
         api_key: str | None = None,
         context_tokens: int = 8192,
         answer_tokens: int = 512,
+        source_tokens: int | None = None,
         temperature: float = 0.1,
         timeout: float = 120.0,
     ) -> None:
@@ -127,6 +128,7 @@ class OpenAIAnswerer:
             raise ConfigError("the OpenAI answerer needs OPENAI_API_KEY, or --base-url for a compatible server")
         self.client = OpenAI(api_key=key or "not-needed", base_url=self.base_url, timeout=timeout)
         self.context_tokens, self.answer_tokens, self.temperature = context_tokens, answer_tokens, temperature
+        self.source_tokens = source_tokens  # cap on the sources' tokens in the prompt (rag.prompt.build_messages)
         self.name = f"{model} via {self.base_url or 'OpenAI'}"
         # Token usage of the last finished call as the server reported it (None when it sent none).
         # ``rag eval`` reads it after each answer; with concurrent chats it is the latest call's.
@@ -140,7 +142,7 @@ class OpenAIAnswerer:
         return text.splitlines()[0].strip() if text else question
 
     def generate(self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = ()) -> tuple[list[Hit], Iterator[str]]:
-        messages, used = build_messages(question, hits, history, self.context_tokens, self.answer_tokens)
+        messages, used = build_messages(question, hits, history, self.context_tokens, self.answer_tokens, self.source_tokens)
         return used, self._chat(messages, stream=True, max_tokens=self.answer_tokens)
 
     def _chat(self, messages: list[dict[str, str]], stream: bool, max_tokens: int) -> Iterator[str]:
@@ -176,9 +178,26 @@ def _usage(response: object) -> dict[str, int] | None:
 def make_answerer(
     embedder: Embedder, llm: str | None = None, base_url: str | None = None, api_key: str | None = None
 ) -> Answerer:
-    """``llm="extractive"`` (or no key and no server configured) gives the offline answerer."""
+    """``llm="extractive"`` (or no key and no server configured) gives the offline answerer.
+
+    A model's prompt budget comes from ``RAG_CONTEXT_TOKENS`` (its context window, default 8192)
+    and ``RAG_SOURCE_TOKENS`` (cap on the sources' tokens, default none), so ``rag ask``/``rag
+    chat`` users of a small local model can get ``rag eval --source-tokens``'s speed too.
+    """
     llm = llm or os.environ.get("RAG_LLM_MODEL")
     configured = base_url or os.environ.get("OPENAI_BASE_URL") or api_key or os.environ.get("OPENAI_API_KEY")
     if llm == "extractive" or not configured:
         return ExtractiveAnswerer(embedder)
-    return OpenAIAnswerer(llm or "gpt-4o-mini", base_url=base_url, api_key=api_key)
+    return OpenAIAnswerer(llm or "gpt-4o-mini", base_url=base_url, api_key=api_key,
+                          context_tokens=_env_tokens("RAG_CONTEXT_TOKENS") or 8192,
+                          source_tokens=_env_tokens("RAG_SOURCE_TOKENS"))
+
+
+def _env_tokens(name: str) -> int | None:
+    """A positive token count from the environment variable ``name``, None when unset or empty."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name}={value!r} must be a positive number of tokens, e.g. {name}=600; or unset it")
+    return int(value)

@@ -81,6 +81,11 @@ def add_answer_flags(p: argparse.ArgumentParser) -> None:
                    help="answerers compared side by side with --answers: 'extractive' and/or model names (default: extractive)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server of the --llm models, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--answer-k", type=positive_int, default=DEFAULT_K, metavar="K", help="chunks given to the answerer, as `rag ask -k`")
+    p.add_argument("--context-tokens", type=positive_int, default=None, metavar="N",
+                   help="the --llm models' context window, e.g. the server's --n_ctx (default 8192): the prompt never exceeds it")
+    p.add_argument("--source-tokens", type=positive_int, default=None, metavar="N",
+                   help="cap on the tokens of sources in an --llm model's prompt (default: no cap); the top source is always kept. "
+                        "A small model on a CPU answers in time proportional to its prompt: 600 suits SmolLM2-135M on 2 cores")
     p.add_argument("--report", default=None, metavar="DIR", help="write an HTML report of the answers (index.html, plot, JSON)")
     p.add_argument("--judge", default=None, metavar="MODEL", help="also rate each answer with this LLM judge (off by default)")
     p.add_argument("--judge-base-url", default=None, metavar="URL", help="server of the --judge model (default: --base-url)")
@@ -107,7 +112,7 @@ def answer_runner(args: argparse.Namespace, parameters: dict[str, Any], log: Any
 
     def run(data: Any, retriever: Any) -> dict[str, Any]:
         log(f"answering {args.answers} questions with {', '.join(llms)}")
-        answerers = make_answerers(retriever.embedder, llms, args.base_url)
+        answerers = make_answerers(retriever.embedder, llms, args.base_url, args.context_tokens, args.source_tokens)
         return answer_quality(data, retriever, answerers, args.answers, k=args.answer_k, oversample=args.oversample,
                               checkpoint=checkpoint, log=log, judge=judge, mode=args.mode)
 

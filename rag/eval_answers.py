@@ -59,14 +59,20 @@ def check_llms(llms: Sequence[str], base_url: str | None = None) -> None:
             raise ConfigError(f"--llm {name} needs --base-url URL (an OpenAI-compatible server) or OPENAI_API_KEY")
 
 
-def make_answerers(embedder: Embedder, llms: Sequence[str], base_url: str | None = None) -> dict[str, Answerer]:
-    """One answerer per name, built as ``rag ask --llm NAME --base-url URL`` builds it."""
+def make_answerers(
+    embedder: Embedder, llms: Sequence[str], base_url: str | None = None, context_tokens: int | None = None,
+    source_tokens: int | None = None,
+) -> dict[str, Answerer]:
+    """One answerer per name, built as ``rag ask --llm NAME --base-url URL`` builds it; the models get
+    ``context_tokens`` (their context window) and ``source_tokens`` (cap on sources) when given."""
     check_llms(llms, base_url)
     out: dict[str, Answerer] = {}
     for name in llms:
         answerer = make_answerer(embedder, name, base_url)
         if isinstance(answerer, OpenAIAnswerer):
             answerer.request_usage = True  # token counts from the server when it sends them
+            answerer.context_tokens = context_tokens or answerer.context_tokens  # flags over RAG_*_TOKENS
+            answerer.source_tokens = source_tokens or answerer.source_tokens
         out[name] = answerer
     return out
 
@@ -92,7 +98,8 @@ def _tokens(answerer: Answerer, answer: Answer) -> tuple[int | None, int | None,
         return usage["prompt_tokens"], usage["completion_tokens"], "server"
     completion = count_tokens(answer.text)
     if isinstance(answerer, OpenAIAnswerer):
-        messages, _ = build_messages(answer.question, answer.sources, (), answerer.context_tokens, answerer.answer_tokens)
+        messages, _ = build_messages(answer.question, answer.sources, (), answerer.context_tokens, answerer.answer_tokens,
+                                     answerer.source_tokens)
         return sum(count_tokens(m["content"]) + 4 for m in messages), completion, "tiktoken"
     return None, completion, "tiktoken (no prompt)"
 
