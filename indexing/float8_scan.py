@@ -37,8 +37,8 @@ def float8_search_many(indexes: list, offsets: list[int], codec: Float8Codec, xr
     ``indexes[s]`` is reported as ``offsets[s] + r``. D, I (nq, k)."""
     try:
         from indexing import _float8scan
-    except ImportError:
-        parts = [float8_search(ix, codec, xr, k) for ix in indexes]  # the fallback: one search each, merged
+    except ImportError:  # FAISS's own search of each index, merged
+        parts = [ix.search(np.ascontiguousarray(xr, np.float32), k) for ix in indexes]
         D = np.concatenate([p[0] for p in parts], axis=1)
         I = np.concatenate([np.where(p[1] >= 0, p[1] + off, -1) for p, off in zip(parts, offsets)], axis=1)
         top = np.argsort(-D, axis=1, kind="stable")[:, :k]
@@ -58,18 +58,4 @@ def float8_search_many(indexes: list, offsets: list[int], codec: Float8Codec, xr
 
 def float8_search(index, codec: Float8Codec, xr: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     """Top-k inner products of reduced queries xr (nq, p) with the index's float8 codes: D, I (nq, k)."""
-    try:
-        from indexing import _float8scan
-    except ImportError:
-        return index.search(np.ascontiguousarray(xr, np.float32), k)
-    codes = codes_view(index)
-    n, p = codes.shape
-    xs = np.ascontiguousarray(np.asarray(xr, np.float32) * codec.scale)  # (nq, p): the scale folded into the query
-    nq = len(xs)
-    D = np.empty((nq, k), np.float32)
-    I = np.empty((nq, k), np.int64)
-    for q0 in range(0, nq, QUERY_BLOCK):
-        q1 = min(q0 + QUERY_BLOCK, nq)
-        _float8scan.search(codes, n, p, xs[q0:q1], q1 - q0, k, D[q0:q1], I[q0:q1])
-    D[I < 0] = -np.inf
-    return D, I
+    return float8_search_many([index], [0], codec, xr, k)
