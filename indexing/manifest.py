@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from indexing.errors import StoreError
+from indexing.first_stage import INDEX_CODES
 
 FORMAT = "compressed-rag-store"
 FORMAT_VERSION = 2
@@ -129,8 +130,7 @@ class Manifest:
     @property
     def index_key(self) -> str:
         c = self.compression
-        return f"PCA{c.pca_dims}," + ("IVF," if c.ann == "ivf" else "") + {"float8": "FP8E4M3", "float16": "SQfp16",
-                                                                            "float32": "Flat", "sq8": "SQ8"}.get(c.dtype, c.dtype)
+        return f"PCA{c.pca_dims}," + ("IVF," if c.ann == "ivf" else "") + INDEX_CODES.get(c.dtype, c.dtype)
 
     @property
     def bytes_per_vector(self) -> int:

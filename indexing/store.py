@@ -17,7 +17,7 @@ current or the previous manifest names it; a reader whose folder vanished while 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,15 @@ from indexing.segment import SegmentReader
 OPEN_ATTEMPTS = 4  # a generation can vanish under a reader only if two commits land while it opens
 
 __all__ = ["ChunkRow", "DocumentRecord", "Store"]
+
+
+@dataclass(frozen=True)
+class KeywordQuery:
+    """A query's keyword terms after stop words and the postings budget (``Store.keyword_query``)."""
+
+    terms: list[str]  # as the user wrote them (lowercase)
+    stemmed: list[str]  # the index's form of each
+    df: dict[str, int]  # document frequency of each stemmed term, summed over the segments
 
 
 class Store:
@@ -216,33 +225,31 @@ class Store:
         """How the keyword index was tokenised; None for a store written before it existed."""
         return keyword.settings_from_manifest(self.manifest.keyword, self.path)
 
-    def _keyword_terms(self, query: str) -> tuple[list[str], list[str], dict[str, int]]:
+    def keyword_query(self, query: str | KeywordQuery) -> KeywordQuery:
         """The query's terms the postings budget keeps (by document frequencies summed over the
-        segments), their index forms, and those frequencies."""
+        segments), their index forms, and those frequencies: worked out once per query and
+        passed to ``keyword_all`` / ``keyword_ideal``, which each read every segment's database."""
+        if isinstance(query, KeywordQuery):
+            return query
         language = keyword.require(self.keyword_settings).language
         terms = keyword.query_terms(query, language)
         stemmed = keyword.stems(terms, language)
         if stemmed is None:
-            return terms, terms, {}
+            return KeywordQuery(terms, terms, {})
         df: dict[str, int] = {}
         for seg in self.segments:
             part = _named(seg, keyword.doc_freqs, stemmed)
             if part is None:
-                return terms, stemmed, {}
+                return KeywordQuery(terms, stemmed, {})
             for t, n in part.items():
                 df[t] = df.get(t, 0) + n
         kept = keyword.choose_terms(terms, stemmed, df) if len(terms) > 1 else terms
-        return kept, [stemmed[terms.index(t)] for t in kept], df
+        return KeywordQuery(kept, [stemmed[terms.index(t)] for t in kept], df)
 
-    def keyword_terms(self, query: str) -> list[str]:
-        """The query's terms the keyword leg searches (stop words and terms past the postings
-        budget left out)."""
-        return self._keyword_terms(query)[0]
-
-    def keyword_all(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+    def keyword_all(self, query: str | KeywordQuery) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of every live chunk matching ``query``, unsorted: scores (m,), global rows (m,).
         Each segment scores with its own statistics (as Lucene shards do); a compaction merges them."""
-        terms, _, _ = self._keyword_terms(query)
+        terms = self.keyword_query(query).terms
         scores, rows = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
         for s, seg in enumerate(self.segments):
             S, R = _named(seg, keyword.search_terms, terms)  # (a,), (a,) local
@@ -260,10 +267,10 @@ class Store:
         top = np.lexsort((R, -S))[: max(0, k)]
         return S[top], R[top]
 
-    def keyword_ideal(self, query: str) -> float:
+    def keyword_ideal(self, query: str | KeywordQuery) -> float:
         """Sum of the IDFs of the query's kept terms over the whole store (keyword.idf_sum)."""
-        _, stemmed, df = self._keyword_terms(query)
-        return keyword.idf_sum(df, self.rows, stemmed)
+        q = self.keyword_query(query)
+        return keyword.idf_sum(q.df, self.rows, q.stemmed)
 
     def keyword_bytes(self) -> int | None:
         """Bytes of the keyword index in the segments' databases (None: no keyword index)."""
@@ -331,7 +338,7 @@ def _named(seg: SegmentReader, read, *args):  # type: ignore[no-untyped-def]
 
 
 def _global(c: ChunkRow, base: int) -> ChunkRow:
-    return ChunkRow(**{**asdict(c), "row": c.row + base})
+    return replace(c, row=c.row + base)
 
 
 __all__ += ["MANIFEST", "files_of"]

@@ -155,7 +155,8 @@ class Retriever:
         pool = max(k, POOL)
         # the dense leg reranks as many candidates as a dense search of k would (k * oversample),
         # keeping the best ``pool``: its scores are recomputed below anyway
-        keyword_leg = beside(self.store.keyword_all, query)  # runs in a thread while the dense leg searches
+        terms = self.store.keyword_query(query)  # the terms searched, once for all three uses below
+        keyword_leg = beside(self.store.keyword_all, terms)  # runs in a thread while the dense leg searches
         if vectors is None:
             _, I = self.search_vectors(xq[None, :], pool, max(1, -(-k * oversample // pool)), exact, rerank)  # (1, pool)
         else:  # float32 brute force over the given vectors
@@ -169,8 +170,8 @@ class Retriever:
         hit = np.isin(rows_all, union)
         keyword[np.searchsorted(union, rows_all[hit])] = S_all[hit]
         top = [c.text + " " + c.title for c in self.store.chunks(rows_k[:KEYWORD_TOP].tolist())]
-        coverage = keyword_coverage(self.store.keyword_terms(query), top)  # of the terms the keyword leg searched
-        ideal = self.store.keyword_ideal(query) if len(rows_k) else 0.0
+        coverage = keyword_coverage(terms.terms, top)  # of the terms the keyword leg searched
+        ideal = self.store.keyword_ideal(terms) if len(rows_k) else 0.0
         strength = float(S_all.max(initial=0.0)) / ideal if ideal > 0 else 0.0
         return union, dense.astype(np.float32), keyword, coverage * min(1.0, strength)
 
