@@ -19,6 +19,7 @@ parser; terms are OR-ed and BM25 ranks by how many (and how rare) of them a chun
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 import threading
@@ -133,6 +134,28 @@ def search_terms(db: sqlite3.Connection, terms: list[str]) -> tuple[np.ndarray, 
     return _run(db, f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?", (_or(terms),))
 
 
+def search_terms_scaled(db: sqlite3.Connection, terms: list[str], stemmed: list[str], local: Stats, store: Stats) -> tuple[np.ndarray, np.ndarray]:
+    """``search_terms`` scored with the whole store's IDFs instead of this database's.
+
+    BM25 is a sum over the query's terms of IDF(term) times a term-frequency part, and FTS5
+    computes that IDF from its own table: a small segment (one upload beside a large store) would
+    rank by IDFs of a few chunks, where a term in 3 of 5 chunks weighs nothing. So each term is
+    searched alone and its scores rescaled by IDF(store) / IDF(this database); the length
+    normalisation keeps this database's average chunk length (chunks are about equal in tokens).
+    One segment's scores are unchanged, and those of several equal a compacted store's up to that
+    average length. Scores (m,) float32, rows (m,) int64, unsorted."""
+    scores, rows = [np.zeros(0)], [np.zeros(0, np.int64)]
+    sql = f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?"
+    for term, stem in zip(terms, stemmed):
+        if not local.df.get(stem):
+            continue  # no row here holds it
+        S, R = _run(db, sql, (_or([term]),), np.float64)  # (a,), (a,)
+        scores.append(S * (idf(store.rows, store.df[stem]) / idf(local.rows, local.df[stem])))
+        rows.append(R)
+    unique, at = np.unique(np.concatenate(rows), return_inverse=True)  # (m,), (a_total,)
+    return np.bincount(at, weights=np.concatenate(scores), minlength=len(unique)).astype(np.float32), unique
+
+
 def _or(terms: list[str]) -> str:
     """Terms hold only letters and digits: quoted, each is a plain string to FTS5."""
     return " OR ".join(f'"{t}"' for t in terms)
@@ -200,10 +223,24 @@ def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAU
     return terms if df is None else choose_terms(terms, stemmed, df, budget)
 
 
+@dataclass(frozen=True)
+class Stats:
+    """What BM25's IDF needs: ``rows`` indexed and the document frequency of each stemmed term."""
+
+    rows: int
+    df: dict[str, int]
+
+
+def idf(rows: int, df: int) -> float:
+    """FTS5's BM25 IDF of a term held by ``df`` of ``rows`` rows (its fts5_aux.c: at least 1e-6)."""
+    value = math.log((rows - df + 0.5) / (df + 0.5))
+    return value if value > 0.0 else 1e-6
+
+
 def idf_sum(df: dict[str, int], n: int, stemmed: list[str]) -> float:
     """Sum of the BM25 IDFs of the terms: about the score of an average-length chunk holding each
     term once, the scale a top keyword score is judged against (0: no term)."""
-    return float(sum(max(1e-6, np.log((n - df[t] + 0.5) / (df[t] + 0.5))) for t in set(stemmed) if t in df))
+    return float(sum(idf(n, df[t]) for t in set(stemmed) if t in df))
 
 
 def finish(db: sqlite3.Connection) -> None:
@@ -214,7 +251,7 @@ def finish(db: sqlite3.Connection) -> None:
     db.execute(f"DROP TABLE temp.{TABLE}_vocab")
 
 
-def _run(db: sqlite3.Connection, sql: str, params: tuple) -> tuple[np.ndarray, np.ndarray]:
+def _run(db: sqlite3.Connection, sql: str, params: tuple, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
     try:
         result = db.execute(sql, params).fetchall()
     except sqlite3.OperationalError as exc:
@@ -227,7 +264,7 @@ def _run(db: sqlite3.Connection, sql: str, params: tuple) -> tuple[np.ndarray, n
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"the keyword index cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
     rows = np.fromiter((r for r, _ in result), np.int64, len(result))
-    scores = -np.fromiter((s for _, s in result), np.float32, len(result))  # FTS5's bm25() is negated
+    scores = -np.fromiter((s for _, s in result), dtype, len(result))  # FTS5's bm25() is negated
     return scores, rows
 
 

@@ -45,6 +45,7 @@ class KeywordQuery:
     terms: list[str]  # as the user wrote them (lowercase)
     stemmed: list[str]  # the index's form of each
     df: dict[str, int]  # document frequency of each stemmed term, summed over the segments
+    segment_df: tuple[dict[str, int], ...] = ()  # each segment's own (empty: unknown, an old store)
 
 
 class Store:
@@ -237,22 +238,32 @@ class Store:
         if stemmed is None:
             return KeywordQuery(terms, terms, {})
         df: dict[str, int] = {}
+        parts = []
         for seg in self.segments:
             part = _named(seg, keyword.doc_freqs, stemmed)
             if part is None:
                 return KeywordQuery(terms, stemmed, {})
+            parts.append(part)
             for t, n in part.items():
                 df[t] = df.get(t, 0) + n
         kept = keyword.choose_terms(terms, stemmed, df) if len(terms) > 1 else terms
-        return KeywordQuery(kept, [stemmed[terms.index(t)] for t in kept], df)
+        return KeywordQuery(kept, [stemmed[terms.index(t)] for t in kept], df, tuple(parts))
 
     def keyword_all(self, query: str | KeywordQuery) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of every live chunk matching ``query``, unsorted: scores (m,), global rows (m,).
-        Each segment scores with its own statistics (as Lucene shards do); a compaction merges them."""
-        terms = self.keyword_query(query).terms
+        With several segments every term is weighted by its IDF over the whole store
+        (``keyword.search_terms_scaled``), so a small new segment ranks like the rest; deleted rows
+        count in the statistics until a compaction drops them (as in Lucene)."""
+        q = self.keyword_query(query)
+        scaled = len(self.segments) > 1 and len(q.segment_df) == len(self.segments)
+        store_stats = keyword.Stats(self.rows, q.df)
         scores, rows = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
         for s, seg in enumerate(self.segments):
-            S, R = _named(seg, keyword.search_terms, terms)  # (a,), (a,) local
+            if scaled:
+                local = keyword.Stats(seg.rows, q.segment_df[s])
+                S, R = _named(seg, keyword.search_terms_scaled, q.terms, q.stemmed, local, store_stats)
+            else:
+                S, R = _named(seg, keyword.search_terms, q.terms)  # (a,), (a,) local
             if len(R) and (R.min() < 0 or R.max() >= seg.rows):
                 raise StoreError(f"{seg.db.file}: the keyword index names rows the segment lacks: damaged; rebuild with --refit")
             if seg.dead is not None:

@@ -193,3 +193,41 @@ def test_shards_merge_to_the_single_store_search(tmp_path, no_auto_compaction):
     Dm, Im = merge_candidates([candidates(store, xq, 40, s) for s in shards], 10, 40)
     np.testing.assert_array_equal(Im, I)
     np.testing.assert_allclose(Dm, D, rtol=1e-6)
+
+
+def test_keyword_scores_over_segments_equal_one_compacted_segment(tmp_path, no_auto_compaction):
+    """BM25 weighs each term by its IDF over the whole store, not per segment: a store in three
+    segments scores every chunk as the same store compacted into one (chunks of equal length, so
+    the per-segment average length agrees too). Per-segment IDFs (FTS5's own) fail this: a small
+    segment where a term is in most chunks gives it no weight at all."""
+    rng = np.random.default_rng(3)
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india"]
+
+    def doc(name: str, n: int) -> tuple[DocumentRecord, list[Chunk]]:
+        texts = [" ".join(rng.choice(words, 6)) for _ in range(n)]  # 6 tokens each
+        return DocumentRecord(name, name, name, f"sha-{name}"), [Chunk(name, name, name, None, i, i + 1, t) for i, t in enumerate(texts)]
+
+    path = tmp_path / "s"
+    base = None
+    for step, (names, n) in enumerate([(["/d/a0.txt", "/d/a1.txt", "/d/a2.txt"], 30), (["/d/b0.txt"], 4), (["/d/c0.txt"], 3)]):
+        with StoreWriter(path, "fake/seg", DIM, ChunkSettings(), SETTINGS, base=base) as w:
+            for name in names:
+                record, chunks = doc(name, n)
+                w.add(record, chunks, vectors(rng, n))
+            w.commit()
+        if base is not None:
+            base.close()
+        base = Store.open(path)
+    assert len(base.segments) == 3
+    shutil.copytree(path, tmp_path / "one")
+    compact_store(tmp_path / "one")
+    with base, Store.open(tmp_path / "one") as one:
+        assert len(one.segments) == 1
+        for query in ["alpha", "golf hotel", "bravo echo india", "charlie delta foxtrot alpha"]:
+            S, R = base.keyword_all(query)
+            S1, R1 = one.keyword_all(query)
+            assert len(R) == len(R1) > 0
+            got = {c.doc_path + c.text: s for c, s in zip(base.chunks(R.tolist()), S)}
+            want = {c.doc_path + c.text: s for c, s in zip(one.chunks(R1.tolist()), S1)}
+            assert got.keys() == want.keys()
+            np.testing.assert_allclose([got[t] for t in want], list(want.values()), rtol=1e-5)
