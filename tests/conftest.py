@@ -59,6 +59,14 @@ def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
 
 
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A small store to damage copies of (tests/damaged_store.py), built once per test module."""
+    from tests.damaged_store import build_pristine
+
+    return build_pristine(tmp_path_factory.mktemp("hostile"), FakeEmbedder())
+
+
 @pytest.fixture(scope="session")
 def local_ray():  # type: ignore[no-untyped-def]
     """One local Ray (this machine's CPUs, loopback only) for every test that needs it; the fake
