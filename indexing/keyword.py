@@ -147,9 +147,12 @@ def search_terms_scaled(db: sqlite3.Connection, terms: list[str], stemmed: list[
     scores, rows = [np.zeros(0)], [np.zeros(0, np.int64)]
     sql = f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?"
     for term, stem in zip(terms, stemmed):
-        if not local.df.get(stem):
-            continue  # no row here holds it
         S, R = _run(db, sql, (_or([term]),), np.float64)  # (a,), (a,)
+        if not len(R):
+            continue
+        if not local.df.get(stem):
+            raise StoreError(f"the keyword statistics ({DF_TABLE}) do not match the keyword index: damaged; "
+                             "rebuild with `rag index ... --refit`")
         scores.append(S * (idf(store.rows, store.df[stem]) / idf(local.rows, local.df[stem])))
         rows.append(R)
     unique, at = np.unique(np.concatenate(rows), return_inverse=True)  # (m,), (a_total,)
