@@ -11,9 +11,11 @@ are merged and ``last_missing`` names the segments that did not.
 Each actor scans its segments with ``shard_threads`` OpenMP threads (the cluster's CPUs shared by
 the shards; Ray would otherwise give a ``num_cpus=0`` actor one thread), reads its segments'
 codes when it starts (not in the first query), and shards are spread over the cluster's nodes.
-Ray's Compiled Graphs would halve the per-query round trip (~1.1 vs ~2.2 ms for two actors at
-load 15) but their actors poll their channels while idle (34-68 % of a core each, measured), so
-ordinary actor calls are used: see bench/README.md ("Sharded search on Ray").
+Queries and candidates travel as bytes (``pack_query``, ``pack_candidates``), which Ray passes
+as they are, not as numpy arrays it pickles. Ray's Compiled Graphs would cut the round trip
+further (0.75 vs 2.55 ms p50 for two actors, bench/results/ray_roundtrip.json), but their actors
+poll their channels while idle (70-76 % of a core each, same file), so ordinary actor calls are
+used: see bench/README.md ("Sharded search on Ray").
 """
 
 from __future__ import annotations
@@ -32,9 +34,7 @@ _QUERY, _REPLY = struct.Struct("<iii"), struct.Struct("<ii")  # (nq, d, c) and (
 
 
 def pack_query(xq: np.ndarray, c: int) -> bytes:
-    """xq (nq, d) float32 and ``c`` as one bytes message. Ray passes bytes through msgpack as they
-    are; a numpy argument goes through pickle with out-of-band buffers, ~0.5 ms more per query for
-    two shards on this VM (bench/README.md)."""
+    """xq (nq, d) float32 and ``c`` as one bytes message (shapes in a small header)."""
     xq = np.ascontiguousarray(xq, np.float32)
     return _QUERY.pack(*xq.shape, c) + xq.tobytes()
 
