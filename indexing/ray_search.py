@@ -7,10 +7,20 @@ the rows and scores one process searching every segment gives (tests/test_ray_se
 actor that dies is restarted on a replacement and the query retried (``retries`` times); past
 that the query fails with ClusterError, unless ``allow_partial``: then the shards that answered
 are merged and ``last_missing`` names the segments that did not.
+
+Each actor scans its segments with ``shard_threads`` OpenMP threads (the cluster's CPUs shared by
+the shards; Ray would otherwise give a ``num_cpus=0`` actor one thread), reads its segments'
+codes when it starts (not in the first query), and shards are spread over the cluster's nodes.
+Queries and candidates travel as bytes (``pack_query``, ``pack_candidates``), which Ray passes
+as they are, not as numpy arrays it pickles. Ray's Compiled Graphs would cut the round trip
+further (0.75 vs 2.55 ms p50 for two actors, bench/results/ray_roundtrip.json), but their actors
+poll their channels while idle (70-76 % of a core each, same file), so ordinary actor calls are
+used: see bench/README.md ("Sharded search on Ray").
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -20,6 +30,33 @@ from indexing.ray_cluster import RayOptions, cluster_cpus, ray_session
 from indexing.store import Store
 
 QUERY_TIMEOUT = 60.0  # seconds a shard may take for one batch of queries
+_QUERY, _REPLY = struct.Struct("<iii"), struct.Struct("<ii")  # (nq, d, c) and (nq, c) headers
+
+
+def pack_query(xq: np.ndarray, c: int) -> bytes:
+    """xq (nq, d) float32 and ``c`` as one bytes message (shapes in a small header)."""
+    xq = np.ascontiguousarray(xq, np.float32)
+    return _QUERY.pack(*xq.shape, c) + xq.tobytes()
+
+
+def unpack_query(msg: bytes) -> tuple[np.ndarray, int]:
+    nq, d, c = _QUERY.unpack_from(msg)
+    return np.frombuffer(msg, np.float32, nq * d, _QUERY.size).reshape(nq, d), c
+
+
+def pack_candidates(D0: np.ndarray, I: np.ndarray, R: np.ndarray) -> bytes:
+    """A shard's ``candidates`` D0, R (nq, c) float32 and I (nq, c) int64 as one bytes message."""
+    return _REPLY.pack(*I.shape) + np.ascontiguousarray(D0, np.float32).tobytes() + \
+        np.ascontiguousarray(I, np.int64).tobytes() + np.ascontiguousarray(R, np.float32).tobytes()
+
+
+def unpack_candidates(msg: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    nq, c = _REPLY.unpack_from(msg)
+    m, at = nq * c, _REPLY.size
+    D0 = np.frombuffer(msg, np.float32, m, at).reshape(nq, c)
+    I = np.frombuffer(msg, np.int64, m, at + 4 * m).reshape(nq, c)
+    R = np.frombuffer(msg, np.float32, m, at + 12 * m).reshape(nq, c)
+    return D0, I, R
 
 
 def split_segments(live: list[int], shards: int) -> list[list[int]]:
@@ -34,6 +71,11 @@ def split_segments(live: list[int], shards: int) -> list[list[int]]:
     return [sorted(g) for g in groups if g]
 
 
+def shard_threads(cpus: int, shards: int) -> int:
+    """OpenMP threads for each shard actor: the cluster's ``cpus`` shared evenly by ``shards``."""
+    return max(1, cpus // max(1, shards))
+
+
 class _Shard:
     """A Ray actor holding some segments of a store opened at a given manifest."""
 
@@ -44,16 +86,26 @@ class _Shard:
 
         self.store = Store(Path(path), Manifest.parse(manifest, Path(path) / MANIFEST), lazy=True)
         self.segments = segments
+        for s in segments:  # this shard's codes read now, not in its first query (other segments stay unread)
+            self.store.segments[s].index  # noqa: B018
+
+    def threads(self) -> int:
+        """OpenMP threads this actor's scan uses (OMP_NUM_THREADS, set for it by ShardedSearch)."""
+        import os
+
+        return int(os.environ.get("OMP_NUM_THREADS", "0")) or (os.cpu_count() or 1)
 
     def pid(self) -> int:
         import os
 
         return os.getpid()
 
-    def candidates(self, xq: np.ndarray, c: int) -> tuple[np.ndarray, ...]:
+    def candidates(self, msg: bytes) -> bytes:
+        """``pack_query`` message -> ``pack_candidates`` message of this shard's segments."""
         from indexing.search import candidates
 
-        return candidates(self.store, xq, c, self.segments)
+        xq, c = unpack_query(msg)
+        return pack_candidates(*candidates(self.store, xq, c, self.segments))
 
 
 class ShardedSearch:
@@ -70,8 +122,11 @@ class ShardedSearch:
         self.ray = self._session.__enter__()
         try:
             live = [seg.live for seg in store.segments]
-            self.groups = split_segments(live, shards or options.workers or cluster_cpus(self.ray))
-            actor = self.ray.remote(num_cpus=0)(_Shard).options(max_restarts=retries, max_task_retries=retries)
+            cpus = cluster_cpus(self.ray)
+            self.groups = split_segments(live, shards or options.workers or cpus)
+            env = {"OMP_NUM_THREADS": str(shard_threads(cpus, len(self.groups)))}  # merged into the job's env vars
+            actor = self.ray.remote(num_cpus=0)(_Shard).options(max_restarts=retries, max_task_retries=retries,
+                                                                  scheduling_strategy="SPREAD", runtime_env={"env_vars": env})
             manifest = store.manifest.to_json()
             self.actors = [actor.remote(str(store.path), manifest, g) for g in self.groups]
             self.pids = self.ray.get([a.pid.remote() for a in self.actors], timeout=QUERY_TIMEOUT)
@@ -89,17 +144,17 @@ class ShardedSearch:
             raise ConfigError(f"k={k} and oversample={oversample} must both be >= 1")
         n = max(self.store.n, 1)
         k, c = min(k, n), min(k * oversample, n)
-        xq = np.ascontiguousarray(xq, np.float32)
-        pending = [a.candidates.remote(xq, c) for a in self.actors]  # a small xq travels inline with the call
+        msg = pack_query(xq, c)
+        pending = [a.candidates.remote(msg) for a in self.actors]  # a small message travels inline with the call
         self.last_missing = []
         try:
-            return merge_candidates(self.ray.get(pending, timeout=QUERY_TIMEOUT), k, c)
+            return merge_candidates([unpack_candidates(m) for m in self.ray.get(pending, timeout=QUERY_TIMEOUT)], k, c)
         except (self.ray.exceptions.RayError, TimeoutError):
             pass  # one shard failed for good (Ray already restarted and retried it): which, below
         parts, missing = [], []
         for group, future in zip(self.groups, pending):
             try:
-                parts.append(self.ray.get(future, timeout=QUERY_TIMEOUT))
+                parts.append(unpack_candidates(self.ray.get(future, timeout=QUERY_TIMEOUT)))
             except (self.ray.exceptions.RayError, TimeoutError) as exc:
                 if not self.allow_partial:
                     raise ClusterError(f"a search shard (segments {group}) failed and was not recovered: {_first_line(exc)}; "

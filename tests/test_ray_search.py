@@ -17,8 +17,9 @@ from ray_fakes import FakeEmbedder, ship_by_value  # noqa: E402
 from indexing.build import index_paths  # noqa: E402
 from indexing.errors import ClusterError  # noqa: E402
 from indexing.ray_cluster import RayOptions  # noqa: E402
-from indexing.ray_search import ShardedSearch, split_segments  # noqa: E402
-from indexing.search import search  # noqa: E402
+from indexing.ray_search import (ShardedSearch, pack_candidates, pack_query, shard_threads, split_segments,  # noqa: E402
+                                  unpack_candidates, unpack_query)
+from indexing.search import candidates, search  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
 ship_by_value()
@@ -53,12 +54,36 @@ def test_segments_split_into_balanced_shards():
     assert split_segments([5, 5], 4) == [[0], [1]]  # never an empty shard
 
 
+def test_shard_messages_carry_queries_and_candidates_exactly(store):
+    single = Retriever.open(store, embedder=FakeEmbedder())
+    xq = FakeEmbedder().embed_queries(QUERIES)  # (8, d)
+    got, c = unpack_query(pack_query(xq.astype(np.float64), 37))
+    assert c == 37 and got.dtype == np.float32 and np.array_equal(got, xq.astype(np.float32))
+    parts = candidates(single.store, xq, 10_000, [0, 2])  # more than the shard holds: -1 / -inf padding travels too
+    back = unpack_candidates(pack_candidates(*parts))
+    assert (parts[1] < 0).any()
+    for a, b in zip(parts, back):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_each_shard_scans_with_its_share_of_the_cores(local_ray, store):
+    assert [shard_threads(2, 2), shard_threads(2, 1), shard_threads(64, 2), shard_threads(1, 4)] == [1, 2, 32, 1]
+    single = Retriever.open(store, embedder=FakeEmbedder())
+    sharded = ShardedSearch(single.store, RayOptions(workers=1))  # one shard: every core (2 shards: 1 each, below)
+    try:
+        assert local_ray.get([a.threads.remote() for a in sharded.actors]) == [int(local_ray.cluster_resources()["CPU"])]
+    finally:
+        sharded.close()
+
+
 def test_sharded_search_equals_one_process(local_ray, store):
     single = Retriever.open(store, embedder=FakeEmbedder())
     assert len(single.store.segments) >= 3 and single.store.manifest.deleted > 0
     sharded = Retriever.open(store, embedder=FakeEmbedder(), ray=RayOptions(workers=2))
     try:
         assert len(sharded.sharded.groups) == 2
+        cpus = int(local_ray.cluster_resources()["CPU"])
+        assert local_ray.get([a.threads.remote() for a in sharded.sharded.actors]) == [shard_threads(cpus, 2)] * 2
         xq = FakeEmbedder().embed_queries(QUERIES)  # (8, d)
         for k, oversample in ((10, 16), (3, 2), (10_000, 1)):
             D, I = search(single.store, xq, k, oversample)
