@@ -1,0 +1,249 @@
+"""Encode and write segments on Ray for ``rag index --ray``; the driver only fits, routes and commits.
+
+The embedded documents arrive on the driver in file order (``indexing.ray_index``). For a new
+store the driver keeps the first ``fit_sample`` vectors (the whole run if it is smaller), fits the
+basis on them exactly as ``SegmentWriter`` does in one process, and broadcasts it (``ray.put``);
+an incremental run broadcasts the store's basis at once. Documents then go, in order, to segment
+writer actors: plain Ray actors (``WRITE_CPUS`` each), each holding one ``SegmentWriter`` over the
+broadcast basis, writing into a folder the driver allocated in the store's commit
+(``StoreWriter.segment_folder``). The routing rule: a segment holds consecutive documents (a
+document's chunks never span two) and is closed at the first document boundary past
+``SEGMENT_ROWS`` rows, so a run below that writes one segment; the next segment gets a new actor,
+and at most ``MAX_WRITERS`` segments are written at once (a closed one finishes in the background
+while the next fills). Each actor's ``finish()`` returns the segment's entry; the driver adds the
+entries to the ``StoreWriter`` in order, which publishes them with the tombstones in one commit.
+
+The writers reach the store through the file system: on a cluster, the store must be on a
+folder every Ray node mounts at the same path (NFS, a parallel file system); a writer that cannot
+see its folder fails the run at once, naming the node. A writer that dies fails the run with one
+``ClusterError`` (its partial segment is never published); the driver's ``StoreWriter`` then
+deletes every folder of the commit and the store is as before.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing.basis import Basis
+from indexing.chunk import Chunk, ChunkSettings
+from indexing.chunk_db import DocumentRecord
+from indexing.embed import Embedder
+from indexing.errors import ClusterError, ConfigError, RagError
+from indexing.load import SourceFile
+from indexing.ray_cluster import RayOptions, ray_session
+from indexing.ray_index import embed_documents_ray
+from indexing.segment import SegmentWriter
+from indexing.writer import SegmentSpec, StoreWriter
+
+SEGMENT_ROWS = 1_000_000  # rows after which a segment is closed (at a document boundary); docs/scale.md sizes segments at ~1M
+MAX_WRITERS = 2  # segments written at once: the one filling and the one finishing
+WRITE_CPUS = 0.1  # logical CPUs a writer asks for (and the embedding leaves free for MAX_WRITERS of them):
+# writing with the keyword index costs ~1 % of embedding per chunk (2.4k vs 25 chunks/s per core, docs/scale.md)
+ACTOR_PREFIX = "rag-segment-writer-"
+SEND_ROWS = 1024  # chunks per call to a writer actor
+IN_FLIGHT = 8  # calls queued per writer before the driver waits for the oldest (bounds the object store)
+Doc = tuple[DocumentRecord, list[Chunk], np.ndarray]
+
+
+def write_documents_ray(
+    fresh: list[tuple[SourceFile, str]],
+    chunker: ChunkSettings,
+    embedder: Embedder,
+    report: Any,
+    progress: Callable[[str, int, int], None] | None,
+    options: RayOptions,
+    writer: StoreWriter,
+) -> Iterator[DocumentRecord]:
+    """Embed ``fresh`` on Ray and write its documents as segments on Ray, added to ``writer``
+    (which the caller commits); yields each document once it is routed to a writer actor."""
+    if not fresh:
+        return
+    with ray_session(options) as ray:
+        router = _Router(ray, writer)
+        try:
+            for doc, chunks, vectors in embed_documents_ray(fresh, chunker, embedder, report, progress, options,
+                                                            reserve_cpus=WRITE_CPUS * MAX_WRITERS):
+                record = DocumentRecord(doc.path, doc.source, doc.title, doc.sha256)
+                router.add(record, chunks, vectors)
+                yield record
+            router.finish()
+        finally:
+            router.close()
+
+
+class SegmentActor:
+    """One segment writer (a Ray actor): a ``SegmentWriter`` over the broadcast basis."""
+
+    def __init__(self) -> None:
+        self.segment: SegmentWriter | None = None
+
+    def start(self, folder: str, name: str, spec: SegmentSpec, basis: Basis) -> tuple[int, str]:
+        """Open the segment in ``folder`` (the driver made it); returns (pid, host)."""
+        if not Path(folder).is_dir():
+            raise ClusterError(f"the segment writer on {socket.gethostname()} cannot see {folder}: on a Ray cluster "
+                               "the store must be on a file system every node mounts at the same path (NFS, ...)")
+        self.segment = SegmentWriter(Path(folder), spec.dim, spec.dtype, spec.full_dtype, spec.keywords, basis, name=name)
+        return os.getpid(), socket.gethostname()
+
+    def add(self, docs: list[DocumentRecord], chunks: list[list[Chunk]], vectors: np.ndarray) -> None:
+        """Append documents, their chunks, and their unit-length embeddings (sum of chunks, d), one
+        projection and encoding for the whole call."""
+        seg = self.segment
+        if seg is None or vectors.shape != (sum(map(len, chunks)), seg.dim):
+            raise ConfigError(f"a segment writer got {vectors.shape} vectors for {sum(map(len, chunks))} chunks")
+        for doc, cs in zip(docs, chunks):
+            seg.db.add(doc, cs)
+        seg.add_vectors(vectors)
+
+    def finish(self, ann: str, nlist: int | None) -> Any:
+        """Close the segment's files: its manifest entry (sizes and checksums come from the driver)."""
+        if self.segment is None:
+            raise ConfigError("finish() before start()")
+        return self.segment.finish(ann, nlist)
+
+
+@dataclass
+class _Open:
+    """A segment in writing: its actor, name, documents, and what is not sent yet."""
+
+    actor: Any
+    name: str
+    paths: list[str] = field(default_factory=list)
+    rows: int = 0
+    queued: list[Doc] = field(default_factory=list)
+    queued_rows: int = 0
+    sent: list[Any] = field(default_factory=list)  # refs of add() calls not yet known to have succeeded
+    done: Any = None  # the finish() ref
+
+
+class _Router:
+    """Routes the ordered documents into segments on writer actors (see the module's docstring)."""
+
+    def __init__(self, ray: Any, writer: StoreWriter) -> None:
+        self.ray, self.writer, self.spec = ray, writer, writer.segment_spec()
+        self.remote = ray.remote(num_cpus=WRITE_CPUS, max_restarts=0)(SegmentActor)
+        self.actors: list[Any] = []
+        self.spare: Any = self._new_actor()  # the first writer's process starts while the embedding runs
+        self.basis = writer.basis
+        self.basis_ref = ray.put(self.basis) if self.basis is not None else None
+        self.fit_buffer: list[Doc] = []  # a new store's first documents, until the basis is fitted
+        self.fit_rows = 0
+        self.open: _Open | None = None
+        self.closed: list[_Open] = []  # finishing, oldest first
+
+    def add(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        if self.basis_ref is None:  # as SegmentWriter: buffer until fit_sample vectors, fit on all of them
+            self.fit_buffer.append((doc, chunks, vectors))
+            self.fit_rows += len(vectors)
+            if self.fit_rows >= self.writer.compression.fit_sample:
+                self._fit()
+            return
+        self._route(doc, chunks, vectors)
+
+    def _fit(self) -> None:
+        c = self.writer.compression
+        x = np.concatenate([v for _, _, v in self.fit_buffer])  # (m, d)
+        self.basis = Basis.fit(x, c.pca_dims, c.pca_variance, c.fit_sample)
+        self.basis_ref = self.ray.put(self.basis)
+        buffered, self.fit_buffer = self.fit_buffer, []
+        for doc in buffered:  # sent as one call: the segment's first encoding sees them all, as in one process
+            self._route(*doc, send=False)
+        self._send(self.open)
+
+    def _route(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray, send: bool = True) -> None:
+        if self.open is None or self.open.rows >= SEGMENT_ROWS:
+            self._start()
+        seg = self.open
+        seg.queued.append((doc, chunks, vectors))
+        seg.paths.append(doc.path)
+        seg.rows += len(chunks)
+        seg.queued_rows += len(chunks)
+        if send and seg.queued_rows >= SEND_ROWS:
+            self._send(seg)
+
+    def _start(self) -> None:
+        """Close the open segment (finishing in the background) and open the next on a writer actor."""
+        if self.open is not None:
+            self._close(self.open)
+        while len(self.closed) > MAX_WRITERS - 1:
+            self._collect()
+        actor, self.spare = self.spare or self._new_actor(), None
+        name, folder = self.writer.segment_folder()
+        _get(self.ray, actor.start.remote(str(folder), name, self.spec, self.basis_ref))
+        self.open = _Open(actor, name)
+
+    def _new_actor(self) -> Any:
+        """A writer actor, named ``ACTOR_PREFIX...`` (so an operator, or a test, can find it)."""
+        actor = self.remote.options(name=f"{ACTOR_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}").remote()
+        self.actors.append(actor)
+        return actor
+
+    def _send(self, seg: _Open) -> None:
+        if not seg.queued:
+            return
+        docs, chunks, vectors = zip(*seg.queued)
+        seg.sent.append(seg.actor.add.remote(list(docs), list(chunks), np.concatenate(vectors)))
+        seg.queued, seg.queued_rows = [], 0
+        if len(seg.sent) > IN_FLIGHT:  # the writer is behind: wait for its oldest call (and see it failed)
+            _get(self.ray, seg.sent.pop(0))
+
+    def _close(self, seg: _Open) -> None:
+        self._send(seg)
+        seg.done = seg.actor.finish.remote(self.spec.ann, self.spec.nlist)
+        self.closed.append(seg)
+        self.open = None
+
+    def _collect(self) -> None:
+        """Wait for the oldest closed segment and hand its entry to the store writer."""
+        seg = self.closed.pop(0)
+        for ref in seg.sent:
+            _get(self.ray, ref)
+        entry = _get(self.ray, seg.done)
+        self.writer.add_segment(entry, seg.paths, self.basis)
+        self.ray.kill(seg.actor)
+        self.actors.remove(seg.actor)
+
+    def finish(self) -> None:
+        """After the last document: fit if the run was smaller than the sample, close and collect every segment."""
+        if self.basis_ref is None and self.fit_buffer:
+            self._fit()
+        if self.open is not None:
+            self._close(self.open)
+        while self.closed:
+            self._collect()
+
+    def close(self) -> None:
+        """Stop every actor still alive (after a failure: none may write once the folders are deleted)."""
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
+        for actor in self.actors:  # a killed actor's calls fail once it is gone
+            try:
+                self.ray.get(actor.__ray_ready__.remote(), timeout=30)
+            except Exception:  # noqa: BLE001, S110 - dead is what we wait for
+                pass
+        self.actors = []
+
+
+def _get(ray: Any, ref: Any) -> Any:
+    """``ray.get`` with our errors: a writer's own error as it is, a dead writer as a ClusterError."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, RagError):
+            raise exc.cause.with_traceback(None) from None
+        raise ClusterError(f"a segment writer on Ray failed, the store is unchanged: {_last_line(exc)}") from None
+    except ray.exceptions.RayError as exc:
+        raise ClusterError(f"a segment writer on Ray died, the store is unchanged: {_last_line(exc)}") from None
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -1,0 +1,120 @@
+"""``rag index --ray`` writes its segments on Ray actors (indexing.ray_write), the driver only
+commits: never a ``SegmentWriter`` on the driver, several segments giving the same store as one
+process, an incremental run with Ray, a writer killed mid-run, a writer that cannot see its folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray[data] is in the test extras: pip install -e '.[test]'")
+
+from ray_fakes import FakeEmbedder, ship_by_value  # noqa: E402
+from test_ray_index import QUERIES, SETTINGS, store_files, write_corpus  # noqa: E402
+
+from indexing import ray_write, segment  # noqa: E402
+from indexing.build import index_paths  # noqa: E402
+from indexing.errors import ClusterError  # noqa: E402
+from indexing.ray_cluster import RayOptions  # noqa: E402
+from indexing.store import Store  # noqa: E402
+from indexing.writer import SegmentSpec  # noqa: E402
+from indexing.keyword import KeywordSettings  # noqa: E402
+from rag.retrieve import Retriever  # noqa: E402
+
+ship_by_value(__name__)
+
+
+def live_chunks(store: Path) -> list[tuple[str, int, int, str]]:
+    """Every live chunk as (document path, start, end, text), in document and offset order."""
+    with Store.open(store) as s:
+        rows = s.chunks_of(sorted(s.documents()))
+    return sorted((c.doc_path, c.start, c.end, c.text) for c in rows)
+
+
+def same_dense_answers(a: Path, b: Path) -> None:
+    """Same dense top-10 (hybrid scores use each segment's own BM25 statistics, docs/store-format.md,
+    so they match one process only with one segment: tests/test_ray_index.py checks that case)."""
+    ra, rb = Retriever.open(a, embedder=FakeEmbedder()), Retriever.open(b, embedder=FakeEmbedder())
+    for q in QUERIES:
+        ha, hb = ra.search(q, k=10, mode="dense"), rb.search(q, k=10, mode="dense")
+        assert [(h.source, h.start) for h in ha] == [(h.source, h.start) for h in hb]
+        np.testing.assert_allclose([h.score for h in ha], [h.score for h in hb], atol=1e-6)
+
+
+def folders(store: Path) -> set[str]:
+    return {p.name for p in store.iterdir() if p.is_dir()}
+
+
+def test_segments_are_written_on_ray_and_an_incremental_run_matches_one_process(local_ray, tmp_path, monkeypatch):
+    monkeypatch.setattr(ray_write, "SEGMENT_ROWS", 80)  # ~300 chunks: several segments, several actors
+    monkeypatch.setattr(ray_write, "SEND_ROWS", 32)
+    made_on_driver: list[Path] = []
+    real_init = segment.SegmentWriter.__init__
+
+    def spy(self, folder, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made_on_driver.append(folder)
+        real_init(self, folder, *args, **kwargs)
+
+    monkeypatch.setattr(segment.SegmentWriter, "__init__", spy)  # the driver's class only: actors import their own
+    docs = write_corpus(tmp_path / "docs", files=16)
+    one = index_paths([docs], tmp_path / "one", embedder=FakeEmbedder(), **SETTINGS)
+    assert len(made_on_driver) == 1  # the spy sees a driver-side writer
+    dist = index_paths([docs], tmp_path / "ray", embedder=FakeEmbedder(), ray=RayOptions(workers=2), **SETTINGS)
+    assert len(made_on_driver) == 1  # ... and the Ray run made none: the actors wrote every segment
+    assert (dist.added, dist.skipped, dist.chunks) == (one.added, one.skipped, one.chunks)
+    segs = dist.manifest.segments
+    assert len(segs) >= 3 and all(s.rows >= 80 for s in segs[:-1]) and sum(s.rows for s in segs) == one.chunks
+    assert dist.manifest.basis[0] == segs[0].dir  # the basis went with the first segment
+    with Store.open(tmp_path / "one") as sa, Store.open(tmp_path / "ray") as sb:  # same rows in the same order, same basis
+        assert sa.chunks(list(range(sa.n))) == sb.chunks(list(range(sb.n)))
+        np.testing.assert_allclose(sa.pca.components, sb.pca.components, atol=1e-6)
+    same_dense_answers(tmp_path / "one", tmp_path / "ray")
+    assert not [p for p in (tmp_path / "ray").iterdir() if p.name.startswith(".tmp")]
+
+    (docs / "note00.txt").write_text("quasar tundra comet " * 60, encoding="utf-8")  # changed
+    (docs / "note01.txt").unlink()  # removed
+    (docs / "new.txt").write_text("otter kelp beaver dam " * 40, encoding="utf-8")  # added
+    one = index_paths([docs], tmp_path / "one", embedder=FakeEmbedder())
+    dist = index_paths([docs], tmp_path / "ray", embedder=FakeEmbedder(), ray=RayOptions(workers=2))
+    for field in ("added", "updated", "removed", "unchanged", "skipped", "chunks"):
+        assert getattr(dist, field) == getattr(one, field), field
+    assert [Path(p).name for p in dist.added + dist.updated + dist.removed] == ["new.txt", "note00.txt", "note01.txt"]
+    assert live_chunks(tmp_path / "one") == live_chunks(tmp_path / "ray")
+    same_dense_answers(tmp_path / "one", tmp_path / "ray")
+    with Store.open(tmp_path / "ray") as s:
+        assert s.manifest.basis[0] == segs[0].dir  # the basis kept (tiny segments with deletions were compacted)
+
+
+def test_a_killed_segment_writer_fails_the_run_and_leaves_the_store_unchanged(local_ray, tmp_path, monkeypatch):
+    monkeypatch.setattr(ray_write, "SEND_ROWS", 16)  # the writer has data in hand when it is killed
+    docs = write_corpus(tmp_path / "docs", files=12)
+    store = tmp_path / "store"
+    index_paths([docs], store, embedder=FakeEmbedder(), **SETTINGS)
+    before, dirs = store_files(store), folders(store)
+    for i in range(12):
+        (docs / f"note{i:02d}.txt").write_text(f"comet orbit nebula {i} " * 80, encoding="utf-8")
+    killed: list[str] = []
+
+    def kill_writers(stage: str, done: int, total: int) -> None:
+        if stage == "embedding" and done == 8 and not killed:
+            for a in ray.util.list_named_actors(all_namespaces=True):
+                if a["name"].startswith(ray_write.ACTOR_PREFIX):
+                    ray.kill(ray.get_actor(a["name"], namespace=a["namespace"]))
+                    killed.append(a["name"])
+
+    with pytest.raises(ClusterError, match="segment writer on Ray died, the store is unchanged"):
+        index_paths([docs], store, embedder=FakeEmbedder(), ray=RayOptions(workers=1), progress=kill_writers)
+    assert killed  # a writer was alive, holding a segment, and died mid-run
+    assert store_files(store) == before and folders(store) == dirs  # nothing left behind
+    with Store.open(store) as s:
+        assert s.n > 0
+
+
+def test_a_writer_that_cannot_see_its_folder_fails_naming_the_shared_file_system(local_ray, tmp_path):
+    spec = SegmentSpec(8, "float8", "float8", KeywordSettings(), "flat", None)
+    actor = local_ray.remote(num_cpus=0)(ray_write.SegmentActor).remote()
+    with pytest.raises(ClusterError, match="cannot see .*gone.* every node mounts at the same path"):
+        ray_write._get(local_ray, actor.start.remote(str(tmp_path / "gone"), "g000001", spec, None))
+    local_ray.kill(actor)
