@@ -6,12 +6,17 @@ basis on them exactly as ``SegmentWriter`` does in one process, and broadcasts i
 an incremental run broadcasts the store's basis at once. Documents then go, in order, to segment
 writer actors: plain Ray actors (``WRITE_CPUS`` each), each holding one ``SegmentWriter`` over the
 broadcast basis, writing into a folder the driver allocated in the store's commit
-(``StoreWriter.segment_folder``). The routing rule: a segment holds consecutive documents (a
-document's chunks never span two) and is closed at the first document boundary past
-``SEGMENT_ROWS`` rows, so a run below that writes one segment; the next segment gets a new actor,
-and at most ``MAX_WRITERS`` segments are written at once (a closed one finishes in the background
-while the next fills). Each actor's ``finish()`` returns the segment's entry; the driver adds the
-entries to the ``StoreWriter`` in order, which publishes them with the tombstones in one commit.
+(``StoreWriter.segment_folder``). The routing rule: documents go in runs of about ``SEND_ROWS``
+chunks (whole documents: a document's chunks never span two segments) to the oldest open segment
+whose writer has fewer than ``IN_FLIGHT`` runs queued; only when every open writer is that far
+behind does a new segment open, on a new actor, up to ``max_writers`` at once (2, or one per
+``CPUS_PER_WRITER`` CPUs of the cluster); a segment is closed at the first document boundary past
+``SEGMENT_ROWS`` rows. So a run whose writer keeps up (any run on a few nodes: writing costs ~1 %
+of embedding) writes one segment per ``SEGMENT_ROWS`` chunks, holding its documents in file order
+as one process would, and a cluster that embeds faster than one writer writes gets more writers
+in parallel. Each actor's ``finish()`` returns the segment's entry; the driver adds the entries to
+the ``StoreWriter`` in the order the segments were opened, which publishes them with the
+tombstones in one commit.
 
 The writers reach the store through the file system: on a cluster, the store must be on a
 folder every Ray node mounts at the same path (NFS, a parallel file system); a writer that cannot
@@ -38,18 +43,19 @@ from indexing.chunk_db import DocumentRecord
 from indexing.embed import Embedder
 from indexing.errors import ClusterError, ConfigError, RagError
 from indexing.load import SourceFile
-from indexing.ray_cluster import RayOptions, ray_session
+from indexing.ray_cluster import RayOptions, cluster_cpus, ray_session
 from indexing.ray_index import embed_documents_ray
 from indexing.segment import SegmentWriter
 from indexing.writer import SegmentSpec, StoreWriter
 
 SEGMENT_ROWS = 1_000_000  # rows after which a segment is closed (at a document boundary); docs/scale.md sizes segments at ~1M
-MAX_WRITERS = 2  # segments written at once: the one filling and the one finishing
+MAX_WRITERS = 2  # writer actors alive at once, at least (a segment filling, one finishing)
+CPUS_PER_WRITER = 64  # ... and one more per this many CPUs: a writer keeps up with ~90 cores of embedding (docs/scale.md)
 WRITE_CPUS = 0.1  # logical CPUs a writer asks for (and the embedding leaves free for MAX_WRITERS of them):
 # writing with the keyword index costs ~1 % of embedding per chunk (2.4k vs 25 chunks/s per core, docs/scale.md)
 ACTOR_PREFIX = "rag-segment-writer-"
 SEND_ROWS = 1024  # chunks per call to a writer actor
-IN_FLIGHT = 8  # calls queued per writer before the driver waits for the oldest (bounds the object store)
+IN_FLIGHT = 8  # runs queued per writer before it counts as behind (and bounds the object store)
 Doc = tuple[DocumentRecord, list[Chunk], np.ndarray]
 
 
@@ -67,10 +73,11 @@ def write_documents_ray(
     if not fresh:
         return
     with ray_session(options) as ray:
-        router = _Router(ray, writer)
+        writers = max(MAX_WRITERS, cluster_cpus(ray) // CPUS_PER_WRITER)
+        router = _Router(ray, writer, writers)
         try:
             for doc, chunks, vectors in embed_documents_ray(fresh, chunker, embedder, report, progress, options,
-                                                            reserve_cpus=WRITE_CPUS * MAX_WRITERS):
+                                                            reserve_cpus=WRITE_CPUS * writers):
                 record = DocumentRecord(doc.path, doc.source, doc.title, doc.sha256)
                 router.add(record, chunks, vectors)
                 yield record
@@ -121,14 +128,14 @@ class _Open:
     queued: list[Doc] = field(default_factory=list)
     queued_rows: int = 0
     sent: list[Any] = field(default_factory=list)  # refs of add() calls not yet known to have succeeded
-    done: Any = None  # the finish() ref
+    done: Any = None  # the finish() ref, once closed
 
 
 class _Router:
     """Routes the ordered documents into segments on writer actors (see the module's docstring)."""
 
-    def __init__(self, ray: Any, writer: StoreWriter) -> None:
-        self.ray, self.writer, self.spec = ray, writer, writer.segment_spec()
+    def __init__(self, ray: Any, writer: StoreWriter, max_writers: int = MAX_WRITERS) -> None:
+        self.ray, self.writer, self.spec, self.max_writers = ray, writer, writer.segment_spec(), max_writers
         self.remote = ray.remote(num_cpus=WRITE_CPUS, max_restarts=0)(SegmentActor)
         self.actors: list[Any] = []
         self.spare: Any = self._new_actor()  # the first writer's process starts while the embedding runs
@@ -136,8 +143,12 @@ class _Router:
         self.basis_ref = ray.put(self.basis) if self.basis is not None else None
         self.fit_buffer: list[Doc] = []  # a new store's first documents, until the basis is fitted
         self.fit_rows = 0
-        self.open: _Open | None = None
-        self.closed: list[_Open] = []  # finishing, oldest first
+        self.segments: list[_Open] = []  # in the order they were opened (their order in the manifest)
+        self.cur: _Open | None = None  # the segment taking the current run of documents
+
+    @property
+    def _open(self) -> list[_Open]:
+        return [s for s in self.segments if s.done is None]
 
     def add(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
         if self.basis_ref is None:  # as SegmentWriter: buffer until fit_sample vectors, fit on all of them
@@ -156,29 +167,52 @@ class _Router:
         buffered, self.fit_buffer = self.fit_buffer, []
         for doc in buffered:  # sent as one call: the segment's first encoding sees them all, as in one process
             self._route(*doc, send=False)
-        self._send(self.open)
+        if self.cur is not None:
+            self._send(self.cur)
 
     def _route(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray, send: bool = True) -> None:
-        if self.open is None or self.open.rows >= SEGMENT_ROWS:
-            self._start()
-        seg = self.open
+        seg = self.cur = self.cur or self._pick()
         seg.queued.append((doc, chunks, vectors))
         seg.paths.append(doc.path)
         seg.rows += len(chunks)
         seg.queued_rows += len(chunks)
-        if send and seg.queued_rows >= SEND_ROWS:
+        if seg.rows >= SEGMENT_ROWS:
+            self._close(seg)
+        elif send and seg.queued_rows >= SEND_ROWS:
             self._send(seg)
+            self.cur = None  # the next run goes to whichever writer keeps up
 
-    def _start(self) -> None:
-        """Close the open segment (finishing in the background) and open the next on a writer actor."""
-        if self.open is not None:
-            self._close(self.open)
-        while len(self.closed) > MAX_WRITERS - 1:
-            self._collect()
+    def _pick(self) -> _Open:
+        """The oldest open segment whose writer has fewer than IN_FLIGHT calls queued; else a new
+        one (up to ``max_writers`` at once); else wait until some writer is done with a call."""
+        while True:
+            for seg in self._open:
+                seg.sent = self._pending(seg.sent)
+                if len(seg.sent) < IN_FLIGHT:
+                    return seg
+            if len(self._open) < self.max_writers:
+                return self._start()
+            self.ray.wait([s.sent[0] for s in self._open], num_returns=1)
+
+    def _pending(self, refs: list[Any]) -> list[Any]:
+        """The calls of ``refs`` not finished yet (a finished one that failed raises here)."""
+        if not refs:
+            return refs
+        ready, rest = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            _get(self.ray, ref)
+        return rest
+
+    def _start(self) -> _Open:
+        """A new segment on a writer actor (waiting for finished segments first, so that at most
+        ``max_writers`` actors are alive: they fit in the CPUs the embedding left free)."""
+        while len(self.actors) >= self.max_writers and not self.spare:
+            self._collect(next(s for s in self.segments if s.done is not None and s.actor in self.actors))
         actor, self.spare = self.spare or self._new_actor(), None
         name, folder = self.writer.segment_folder()
         _get(self.ray, actor.start.remote(str(folder), name, self.spec, self.basis_ref))
-        self.open = _Open(actor, name)
+        self.segments.append(_Open(actor, name))
+        return self.segments[-1]
 
     def _new_actor(self) -> Any:
         """A writer actor, named ``ACTOR_PREFIX...`` (so an operator, or a test, can find it)."""
@@ -192,33 +226,33 @@ class _Router:
         docs, chunks, vectors = zip(*seg.queued)
         seg.sent.append(seg.actor.add.remote(list(docs), list(chunks), np.concatenate(vectors)))
         seg.queued, seg.queued_rows = [], 0
-        if len(seg.sent) > IN_FLIGHT:  # the writer is behind: wait for its oldest call (and see it failed)
-            _get(self.ray, seg.sent.pop(0))
 
     def _close(self, seg: _Open) -> None:
+        """No more documents for ``seg``: its writer finishes it in the background."""
         self._send(seg)
         seg.done = seg.actor.finish.remote(self.spec.ann, self.spec.nlist)
-        self.closed.append(seg)
-        self.open = None
+        if self.cur is seg:
+            self.cur = None
 
-    def _collect(self) -> None:
-        """Wait for the oldest closed segment and hand its entry to the store writer."""
-        seg = self.closed.pop(0)
+    def _collect(self, seg: _Open) -> None:
+        """Wait for a closed segment's writer to finish, and let its actor go."""
         for ref in seg.sent:
             _get(self.ray, ref)
-        entry = _get(self.ray, seg.done)
-        self.writer.add_segment(entry, seg.paths, self.basis)
+        seg.sent, seg.done = [], _Done(_get(self.ray, seg.done))
         self.ray.kill(seg.actor)
         self.actors.remove(seg.actor)
 
     def finish(self) -> None:
-        """After the last document: fit if the run was smaller than the sample, close and collect every segment."""
+        """After the last document: fit if the run was smaller than the sample, close and collect
+        every segment, and hand their entries to the store writer in the order they were opened."""
         if self.basis_ref is None and self.fit_buffer:
             self._fit()
-        if self.open is not None:
-            self._close(self.open)
-        while self.closed:
-            self._collect()
+        for seg in self._open:
+            self._close(seg)
+        for seg in self.segments:
+            if seg.actor in self.actors:
+                self._collect(seg)
+            self.writer.add_segment(seg.done.entry, seg.paths, self.basis)
 
     def close(self) -> None:
         """Stop every actor still alive (after a failure: none may write once the folders are deleted)."""
@@ -230,6 +264,13 @@ class _Router:
             except Exception:  # noqa: BLE001, S110 - dead is what we wait for
                 pass
         self.actors = []
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A collected segment's entry (``_Open.done`` once its writer finished)."""
+
+    entry: Any
 
 
 def _get(ray: Any, ref: Any) -> Any:

@@ -19,7 +19,7 @@ from indexing.build import index_paths  # noqa: E402
 from indexing.errors import ClusterError  # noqa: E402
 from indexing.ray_cluster import RayOptions  # noqa: E402
 from indexing.store import Store  # noqa: E402
-from indexing.writer import SegmentSpec  # noqa: E402
+from indexing.writer import SegmentSpec, StoreWriter  # noqa: E402
 from indexing.keyword import KeywordSettings  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
@@ -73,14 +73,25 @@ def test_segments_are_written_on_ray_and_an_incremental_run_matches_one_process(
     same_dense_answers(tmp_path / "one", tmp_path / "ray")
     assert not [p for p in (tmp_path / "ray").iterdir() if p.name.startswith(".tmp")]
 
-    (docs / "note00.txt").write_text("quasar tundra comet " * 60, encoding="utf-8")  # changed
+    for i in (0, 2, 3, 4, 5, 6):  # changed
+        (docs / f"note{i:02d}.txt").write_text(f"quasar tundra comet {i} " * 60, encoding="utf-8")
     (docs / "note01.txt").unlink()  # removed
     (docs / "new.txt").write_text("otter kelp beaver dam " * 40, encoding="utf-8")  # added
+    monkeypatch.setattr(ray_write, "SEND_ROWS", 1)  # a run per document, and a writer with one queued is behind:
+    monkeypatch.setattr(ray_write, "IN_FLIGHT", 1)  # documents spread over parallel writers (the cluster case)
+    monkeypatch.setattr(ray_write, "SEGMENT_ROWS", 10**6)
     one = index_paths([docs], tmp_path / "one", embedder=FakeEmbedder())
+    added: list[int] = []
+    real_add = StoreWriter.add_segment
+    monkeypatch.setattr(StoreWriter, "add_segment", lambda self, entry, *a: (added.append(entry.rows), real_add(self, entry, *a))[1])
     dist = index_paths([docs], tmp_path / "ray", embedder=FakeEmbedder(), ray=RayOptions(workers=2))
+    # the documents of one Ray Data batch arrive together: the first writer still has a run queued
+    # when the next run comes, so the second of the at most 2 writers (2 CPUs) opens its own segment
+    fresh = {f"note{i:02d}.txt" for i in (0, 2, 3, 4, 5, 6)} | {"new.txt"}
+    assert len(added) == 2 and sum(added) == sum(Path(c[0]).name in fresh for c in live_chunks(tmp_path / "one"))
     for field in ("added", "updated", "removed", "unchanged", "skipped", "chunks"):
         assert getattr(dist, field) == getattr(one, field), field
-    assert [Path(p).name for p in dist.added + dist.updated + dist.removed] == ["new.txt", "note00.txt", "note01.txt"]
+    assert sorted(Path(p).name for p in dist.added + dist.removed) == ["new.txt", "note01.txt"] and len(dist.updated) == 6
     assert live_chunks(tmp_path / "one") == live_chunks(tmp_path / "ray")
     same_dense_answers(tmp_path / "one", tmp_path / "ray")
     with Store.open(tmp_path / "ray") as s:
