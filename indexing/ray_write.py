@@ -27,6 +27,8 @@ deletes every folder of the commit and the store is as before.
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import os
 import socket
 import uuid
@@ -57,6 +59,10 @@ ACTOR_PREFIX = "rag-segment-writer-"
 SEND_ROWS = 1024  # chunks per call to a writer actor
 IN_FLIGHT = 8  # runs queued per writer before it counts as behind (and bounds the object store)
 Doc = tuple[DocumentRecord, list[Chunk], np.ndarray]
+# documents and chunks travel to the writers as lists of their fields, which Ray packs as msgpack
+# in C; a dataclass object (or a tuple: strict types) costs a pickle call each (bench/ray_write.py)
+_DOC = operator.attrgetter(*(f.name for f in dataclasses.fields(DocumentRecord)))
+_CHUNK = operator.attrgetter(*(f.name for f in dataclasses.fields(Chunk)))
 
 
 def write_documents_ray(
@@ -100,9 +106,11 @@ class SegmentActor:
         self.segment = SegmentWriter(Path(folder), spec.dim, spec.dtype, spec.full_dtype, spec.keywords, basis, name=name)
         return os.getpid(), socket.gethostname()
 
-    def add(self, docs: list[DocumentRecord], chunks: list[list[Chunk]], vectors: np.ndarray) -> None:
-        """Append documents, their chunks, and their unit-length embeddings (sum of chunks, d), one
-        projection and encoding for the whole call."""
+    def add(self, docs: list[list], chunks: list[list[list]], vectors: np.ndarray) -> None:
+        """Append documents, their chunks (as ``_fields`` made them), and their unit-length
+        embeddings (sum of chunks, d), one projection and encoding for the whole call."""
+        docs = [DocumentRecord(*d) for d in docs]
+        chunks = [[Chunk(*c) for c in cs] for cs in chunks]
         seg = self.segment
         if seg is None or vectors.shape != (sum(map(len, chunks)), seg.dim):
             raise ConfigError(f"a segment writer got {vectors.shape} vectors for {sum(map(len, chunks))} chunks")
@@ -224,7 +232,8 @@ class _Router:
         if not seg.queued:
             return
         docs, chunks, vectors = zip(*seg.queued)
-        seg.sent.append(seg.actor.add.remote(list(docs), list(chunks), np.concatenate(vectors)))
+        rows = [list(_DOC(d)) for d in docs], [[list(_CHUNK(c)) for c in cs] for cs in chunks]
+        seg.sent.append(seg.actor.add.remote(*rows, np.concatenate(vectors)))
         seg.queued, seg.queued_rows = [], 0
 
     def _close(self, seg: _Open) -> None:
