@@ -129,3 +129,21 @@ def test_a_writer_that_cannot_see_its_folder_fails_naming_the_shared_file_system
     with pytest.raises(ClusterError, match="cannot see .*gone.* every node mounts at the same path"):
         ray_write._get(local_ray, actor.start.remote(str(tmp_path / "gone"), "g000001", spec, None))
     local_ray.kill(actor)
+
+
+def test_store_writer_takes_only_its_own_folders_and_one_basis(tmp_path):
+    """``StoreWriter.add_segment`` (no Ray needed): a segment must sit in a folder of this commit,
+    and a new store's segments must share one basis; nothing is published when refused."""
+    from indexing.chunk import ChunkSettings
+    from indexing.errors import ConfigError, StoreError
+    from indexing.manifest import Segment
+
+    with StoreWriter(tmp_path / "s", "fake/hash-64", 64, ChunkSettings()) as writer:
+        name, folder = writer.segment_folder()
+        assert folder.is_dir() and folder.name.startswith(".tmp-")  # written aside, renamed at commit
+        with pytest.raises(StoreError, match="not a new folder of this commit"):
+            writer.add_segment(Segment("g000099", 1, 1, {}, "flat", None, None, 16), ["/x"], None)
+        with pytest.raises(ConfigError, match="one basis"):
+            writer.add_segment(Segment(name, 1, 1, {}, "flat", None, None, 16), ["/x"], None)
+        writer.abort()
+    assert not folder.exists() and not (tmp_path / "s" / "manifest.json").exists()
