@@ -53,7 +53,7 @@ from indexing.writer import SegmentSpec, StoreWriter
 SEGMENT_ROWS = 1_000_000  # rows after which a segment is closed (at a document boundary); docs/scale.md sizes segments at ~1M
 MAX_WRITERS = 2  # writer actors alive at once, at least (a segment filling, one finishing)
 CPUS_PER_WRITER = 64  # ... and one more per this many CPUs: a writer keeps up with ~90 cores of embedding (docs/scale.md)
-WRITE_CPUS = 0.1  # logical CPUs a writer asks for (and the embedding leaves free for MAX_WRITERS of them):
+WRITE_CPUS = 0.1  # logical CPUs a writer asks for (the embedding leaves them free for every writer allowed):
 # writing with the keyword index costs ~1 % of embedding per chunk (2.4k vs 25 chunks/s per core, docs/scale.md)
 ACTOR_PREFIX = "rag-segment-writer-"
 SEND_ROWS = 1024  # chunks per call to a writer actor
@@ -107,7 +107,7 @@ class SegmentActor:
         return os.getpid(), socket.gethostname()
 
     def add(self, docs: list[list], chunks: list[list[list]], vectors: np.ndarray) -> None:
-        """Append documents, their chunks (as ``_fields`` made them), and their unit-length
+        """Append documents, their chunks (lists of their fields, see ``_DOC``), and their unit-length
         embeddings (sum of chunks, d), one projection and encoding for the whole call."""
         docs = [DocumentRecord(*d) for d in docs]
         chunks = [[Chunk(*c) for c in cs] for cs in chunks]
