@@ -9,8 +9,8 @@ broadcast basis, writing into a folder the driver allocated in the store's commi
 (``StoreWriter.segment_folder``). The routing rule: documents go in runs of about ``SEND_ROWS``
 chunks (whole documents: a document's chunks never span two segments) to the oldest open segment
 whose writer has fewer than ``IN_FLIGHT`` runs queued; only when every open writer is that far
-behind does a new segment open, on a new actor, up to ``max_writers`` at once (2, or one per
-``CPUS_PER_WRITER`` CPUs of the cluster); a segment is closed at the first document boundary past
+behind does a new segment open, on an idle writer actor or a new one, up to ``max_writers``
+actors (2, or one per ``CPUS_PER_WRITER`` CPUs of the cluster); a segment is closed at the first document boundary past
 ``SEGMENT_ROWS`` rows. So a run whose writer keeps up (any run on a few nodes: writing costs ~1 %
 of embedding) writes one segment per ``SEGMENT_ROWS`` chunks, holding its documents in file order
 as one process would, and a cluster that embeds faster than one writer writes gets more writers
@@ -145,8 +145,8 @@ class _Router:
     def __init__(self, ray: Any, writer: StoreWriter, max_writers: int = MAX_WRITERS) -> None:
         self.ray, self.writer, self.spec, self.max_writers = ray, writer, writer.segment_spec(), max_writers
         self.remote = ray.remote(num_cpus=WRITE_CPUS, max_restarts=0)(SegmentActor)
-        self.actors: list[Any] = []
-        self.spare: Any = self._new_actor()  # the first writer's process starts while the embedding runs
+        self.actors: list[Any] = []  # alive, at most max_writers
+        self.free: list[Any] = [self._new_actor()]  # idle writers; the first one's process starts while the embedding runs
         self.basis = writer.basis
         self.basis_ref = ray.put(self.basis) if self.basis is not None else None
         self.fit_buffer: list[Doc] = []  # a new store's first documents, until the basis is fitted
@@ -212,11 +212,11 @@ class _Router:
         return rest
 
     def _start(self) -> _Open:
-        """A new segment on a writer actor (waiting for finished segments first, so that at most
-        ``max_writers`` actors are alive: they fit in the CPUs the embedding left free)."""
-        while len(self.actors) >= self.max_writers and not self.spare:
-            self._collect(next(s for s in self.segments if s.done is not None and s.actor in self.actors))
-        actor, self.spare = self.spare or self._new_actor(), None
+        """A new segment on an idle writer actor, or a new one while fewer than ``max_writers`` are
+        alive (they fit in the CPUs the embedding left free), or else the first to finish its segment."""
+        while not self.free and len(self.actors) >= self.max_writers:
+            self._collect(next(s for s in self.segments if s.done is not None and not isinstance(s.done, _Done)))
+        actor = self.free.pop(0) if self.free else self._new_actor()
         name, folder = self.writer.segment_folder()
         _get(self.ray, actor.start.remote(str(folder), name, self.spec, self.basis_ref))
         self.segments.append(_Open(actor, name))
@@ -244,12 +244,11 @@ class _Router:
             self.cur = None
 
     def _collect(self, seg: _Open) -> None:
-        """Wait for a closed segment's writer to finish, and let its actor go."""
+        """Wait for a closed segment's writer to finish; the actor is idle again."""
         for ref in seg.sent:
             _get(self.ray, ref)
         seg.sent, seg.done = [], _Done(_get(self.ray, seg.done))
-        self.ray.kill(seg.actor)
-        self.actors.remove(seg.actor)
+        self.free.append(seg.actor)
 
     def finish(self) -> None:
         """After the last document: fit if the run was smaller than the sample, close and collect
@@ -259,12 +258,12 @@ class _Router:
         for seg in self._open:
             self._close(seg)
         for seg in self.segments:
-            if seg.actor in self.actors:
+            if not isinstance(seg.done, _Done):
                 self._collect(seg)
             self.writer.add_segment(seg.done.entry, seg.paths, self.basis)
 
     def close(self) -> None:
-        """Stop every actor still alive (after a failure: none may write once the folders are deleted)."""
+        """Stop every actor (after a failure: none may write once the folders are deleted)."""
         for actor in self.actors:
             self.ray.kill(actor, no_restart=True)
         for actor in self.actors:  # a killed actor's calls fail once it is gone
@@ -272,7 +271,7 @@ class _Router:
                 self.ray.get(actor.__ray_ready__.remote(), timeout=30)
             except Exception:  # noqa: BLE001, S110 - dead is what we wait for
                 pass
-        self.actors = []
+        self.actors, self.free = [], []
 
 
 @dataclass(frozen=True)
