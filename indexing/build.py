@@ -70,7 +70,8 @@ def index_paths(
     embedding (see indexing.embed). The store's lock is taken before the current generation is
     read: while another writer holds it, wait up to ``wait`` seconds (``on_wait(message)`` is
     told once), then raise ``StoreLockedError`` with nothing changed. ``ray`` loads, chunks and
-    embeds on a Ray cluster (indexing.ray_index); the store is written here as without it.
+    embeds on a Ray cluster (indexing.ray_index), and Ray actors write the new segments
+    (indexing.ray_write; the store must be on a file system the nodes share); one commit here.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     store = Path(store)
@@ -142,8 +143,7 @@ def _index_locked(  # noqa: PLR0913 - index_paths' arguments, under the store's 
     embedder = embedder or load_embedder(model, backend=embed_backend)
     with StoreWriter(store, model, embedder.dim, chunker, compression, base, lock=lock) as writer:
         writer.keep(keep)
-        for doc, chunks, vectors in _documents(fresh, chunker, embedder, report, progress, ray):
-            writer.add(DocumentRecord(doc.path, doc.source, doc.title, doc.sha256), chunks, vectors)
+        for doc in _write_documents(fresh, chunker, embedder, report, progress, ray, writer):
             (report.updated if doc.path in known else report.added).append(doc.source)
         report.embed_backend = report.embed_backend or getattr(embedder, "last_backend", type(embedder).__name__)
         if base is not None and not report.changed:  # every fresh file was skipped: keep the store as is
@@ -221,16 +221,21 @@ def _check_same_settings(
             raise ConfigError(f"store {base.path} uses {name}={comp[name]}; you asked for {want}. Pass --refit to rebuild it")
 
 
-def _documents(
+def _write_documents(
     fresh: list[tuple[SourceFile, str]], chunker: ChunkSettings, embedder: Embedder, report: IndexReport,
-    progress: Progress | None, ray: RayOptions | None,
+    progress: Progress | None, ray: RayOptions | None, writer: StoreWriter,
 ):  # type: ignore[no-untyped-def]
-    """(document, chunks, vectors) for the fresh files: in this process, or on Ray (indexing.ray_index)."""
-    if ray is None:
-        return _embed_documents(fresh, chunker, embedder, report, progress)
-    from indexing.ray_index import embed_documents_ray
+    """Embed the fresh files and add them to ``writer``, yielding each document added: in this
+    process, or on Ray, where worker actors write the segments (indexing.ray_write)."""
+    if ray is not None:
+        from indexing.ray_write import write_documents_ray
 
-    return embed_documents_ray(fresh, chunker, embedder, report, progress, ray)
+        yield from write_documents_ray(fresh, chunker, embedder, report, progress, ray, writer)
+        return
+    for doc, chunks, vectors in _embed_documents(fresh, chunker, embedder, report, progress):
+        record = DocumentRecord(doc.path, doc.source, doc.title, doc.sha256)
+        writer.add(record, chunks, vectors)
+        yield record
 
 
 def _embed_documents(

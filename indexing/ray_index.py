@@ -5,8 +5,8 @@ Pipeline (Ray Data, order preserved): the files to embed -> load + chunk (Ray ta
 each, one row per chunk, one row per skipped file) -> embed (a ``map_batches`` pool of
 ``workers`` actors, the model loaded once per actor, ``num_gpus`` per actor where the cluster has
 GPUs, restarted and retried up to ``RETRIES`` times when one dies) -> streamed back to the driver,
-which regroups rows by file and hands them to the store writer exactly as the single-process path
-does. Rows carry documents and chunks as JSON (their fields are strings and integers; no pickle of ours).
+which regroups rows by file, in order, and routes them to segment writer actors
+(``indexing.ray_write``). Rows carry documents and chunks as JSON (their fields are strings and integers; no pickle of ours).
 """
 
 from __future__ import annotations
@@ -42,14 +42,16 @@ def embed_documents_ray(
     report: Any,
     progress: Callable[[str, int, int], None] | None,
     options: RayOptions,
+    reserve_cpus: float = 0.0,
 ) -> Iterator[Triple]:
     """Yield (document, chunks, vectors) for each loadable file of ``fresh`` in order; skipped
-    files go to ``report.skipped`` in order, as ``indexing.build._embed_documents`` does."""
+    files go to ``report.skipped`` in order, as ``indexing.build._embed_documents`` does.
+    ``reserve_cpus``: logical CPUs left to other actors of the run (the segment writers)."""
     if not fresh:
         return
     factory = options.embedder_factory or embedder_factory(embedder)
     with ray_session(options) as ray:
-        dataset = _pipeline(ray, fresh, chunker, factory, options, embedder.dim)
+        dataset = _pipeline(ray, fresh, chunker, factory, options, embedder.dim, reserve_cpus)
         done = 0
         try:
             for i, doc, chunks, vectors, skip, backend in _regroup(dataset):
@@ -97,14 +99,14 @@ def _sentence_transformer(model: str, backend: str, device: str = "cpu") -> Embe
 
 
 def _pipeline(ray: Any, fresh: list[tuple[SourceFile, str]], chunker: ChunkSettings,
-              factory: Callable[[], Embedder], options: RayOptions, dim: int) -> Any:
+              factory: Callable[[], Embedder], options: RayOptions, dim: int, reserve_cpus: float = 0.0) -> Any:
     """The lazy Ray Data pipeline: file rows -> chunk rows -> chunk rows with vectors."""
     cpus = cluster_cpus(ray)
     workers = options.workers or min(cpus, 64)
     gpus = options.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if cluster_gpus(ray) >= workers else 0.0
-    actor_cpus = max(0.5, (cpus - LOAD_CPUS) / workers) if gpus == 0 else 1.0
+    actor_cpus = max(0.5, (cpus - LOAD_CPUS - reserve_cpus) / workers) if gpus == 0 else 1.0
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     items = [{"i": i, "path": os.fsencode(f.path), "source": _b(f.source), "sha": sha} for i, (f, sha) in enumerate(fresh)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from indexing import keyword
-from indexing.basis import BASIS_FILES_ORDER
+from indexing.basis import BASIS_FILES_ORDER, Basis
 from indexing.chunk import Chunk, ChunkSettings
 from indexing.chunk_db import DocumentRecord
 from indexing.commit import Commit
@@ -26,7 +26,7 @@ from indexing.manifest import FULL_FILE, Compression, Manifest, Segment, Tombsto
 from indexing.segment import SegmentWriter, segment_files
 from indexing.store import Store
 
-__all__ = ["CompressionSettings", "DocumentRecord", "StoreWriter", "compact_store"]
+__all__ = ["CompressionSettings", "DocumentRecord", "SegmentSpec", "StoreWriter", "compact_store"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,19 @@ class CompressionSettings:
     ann: str = "auto"  # per segment: flat below first_stage.IVF_MIN_VECTORS rows, IVF above
     nlist: int | None = None
     fit_sample: int = 50_000  # vectors buffered to fit PCA and scales before streaming the rest
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """What a ``SegmentWriter`` in another process needs to write a segment of this store (besides
+    its folder and the basis), and the arguments of its ``finish``."""
+
+    dim: int
+    dtype: str
+    full_dtype: str
+    keywords: keyword.KeywordSettings
+    ann: str
+    nlist: int | None
 
 
 class StoreWriter:
@@ -79,6 +92,8 @@ class StoreWriter:
         self.full_dtype = base.full_dtype if base else compression.full_dtype
         self.deleted: set[str] = set()
         self._segment: SegmentWriter | None = None
+        self._written: list[Segment] = []  # segments written by other processes (indexing.ray_write), in order
+        self._written_basis: Basis | None = None
 
     # -- changes ----------------------------------------------------------------------------
     def keep(self, doc_paths: set[str]) -> None:
@@ -92,6 +107,8 @@ class StoreWriter:
     def add(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
         """Add a document (replacing the base's document at the same path): its chunks and their
         unit-length embeddings (m, d)."""
+        if self._written:
+            raise ConfigError("this writer already holds segments written elsewhere; add documents there")
         if self._segment is None:
             name, folder = self._commit.new_folder()
             c = self.compression
@@ -101,9 +118,41 @@ class StoreWriter:
         if doc.path in self._base_docs:  # only once added: a refused add deletes nothing
             self.deleted.add(doc.path)
 
+    # -- segments written by other processes (indexing.ray_write) -------------------------------
+    @property
+    def basis(self) -> Basis | None:
+        """The basis new segments are encoded with: the base's (None: a new store fits one)."""
+        return self.base.basis if self.base else None
+
+    def segment_spec(self) -> SegmentSpec:
+        c = self.compression
+        return SegmentSpec(self.dim, self.dtype, self.full_dtype, self.keywords,
+                           c.ann if self.base is None else self.base.manifest.compression.ann, c.nlist)
+
+    def segment_folder(self) -> tuple[str, Path]:
+        """A new folder of this commit, (name, path), for a segment another process writes with a
+        ``SegmentWriter(path, ..., name=name)``; an abort deletes it with the rest."""
+        if self._segment is not None:
+            raise ConfigError("this writer already writes a segment itself; use add()")
+        return self._commit.new_folder()
+
+    def add_segment(self, entry: Segment, paths: list[str], basis: Basis | None = None) -> None:
+        """A finished segment (``SegmentWriter.finish()``) written into a ``segment_folder``;
+        ``paths``: its documents, which replace the base's at the same paths; ``basis``: the one it
+        was encoded with, required for a new store (the same for every segment), saved with the
+        first. Segments are published in the order they are added; sizes and checksums at commit."""
+        if entry.dir not in self._commit.folders or entry.dir in {s.dir for s in self._written}:
+            raise StoreError(f"segment {entry.dir} is not a new folder of this commit")
+        if self.base is None:
+            if basis is None or (self._written_basis is not None and basis is not self._written_basis):
+                raise ConfigError("every segment of a new store needs the one basis they were all encoded with")
+            self._written_basis = self._written_basis or basis
+        self._written.append(entry)
+        self.deleted |= set(paths) & set(self._base_docs)
+
     @property
     def changed(self) -> bool:
-        return self._segment is not None or bool(self.deleted)
+        return self._segment is not None or bool(self._written) or bool(self.deleted)
 
     # -- commit -----------------------------------------------------------------------------
     def commit(self) -> Manifest:
@@ -118,7 +167,7 @@ class StoreWriter:
 
     def _publish(self) -> Manifest:
         base, c = self.base, self._commit
-        if self._segment is None and base is None:
+        if self._segment is None and not self._written and base is None:
             raise ConfigError("nothing to index: no document produced any text")
         segments = list(base.manifest.segments) if base else []
         documents = base.manifest.documents - len(self.deleted) if base else 0
@@ -127,13 +176,16 @@ class StoreWriter:
             if gone:
                 segments[i] = self._tombstone(base, i, gone)
         basis_entry = base.manifest.basis if base else None
-        basis = base.basis if base else None
+        basis = base.basis if base else self._written_basis
+        new = list(self._written)
         if self._segment is not None:
-            entry = self._segment.finish(self.compression.ann if base is None else base.manifest.compression.ann, self.compression.nlist)
+            spec = self.segment_spec()
+            new.append(self._segment.finish(spec.ann, spec.nlist))
+            basis = basis or self._segment.basis
+        files = list(segment_files(self.full_dtype))
+        for entry in new:
             name = entry.dir
-            files = list(segment_files(self.full_dtype))
-            if basis is None:
-                basis = self._segment.basis
+            if basis_entry is None:  # a new store: the basis goes with its first segment
                 basis.save(c.folders[name])
                 basis_entry = (name, c.file_metas(name, BASIS_FILES_ORDER))
             segments.append(replace(entry, files=c.file_metas(name, files)))

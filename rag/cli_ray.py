@@ -11,7 +11,8 @@ from rag.cli_util import positive_int
 def add_ray_flags(parser: argparse.ArgumentParser, workers: bool = False) -> None:
     parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help="run on Ray: alone, a local Ray on this machine's cores (127.0.0.1 only); "
-                             "ADDRESS (host:port, ray://host:port, auto) joins a running cluster")
+                             "ADDRESS (host:port, ray://host:port, auto) joins a running cluster, whose nodes must all mount "
+                             "the store at the same path (Ray actors write and read its segments)")
     if workers:
         parser.add_argument("--workers", type=positive_int, default=None,
                             help="embedding workers on Ray (default: one per CPU of the cluster)")
