@@ -160,6 +160,29 @@ def evaluate(ex: dict, budget: int) -> dict:
     return table
 
 
+def queries_moved(ex: dict, budget: int, name: str = "current") -> dict:
+    """Per set: on how many queries rule ``name`` scores a higher / lower nDCG@10 than dense, and by
+    how much in total (how many queries a set's ratio rests on)."""
+    import pytrec_eval
+
+    R = rules()
+    out = {}
+    for (set_name, b), ((query_ids, doc_ids, qrels), feats, _) in ex.items():
+        if b != budget:
+            continue
+        judged = {q: {d: int(g) for d, g in v.items()} for q, v in qrels.items()}
+        ev = pytrec_eval.RelevanceEvaluator(judged, {f"ndcg_cut.{K}"})
+        per = []
+        for fn in (R["dense"][1], R[name][1]):
+            run = {query_ids[i]: {doc_ids[r]: float(K - j) for j, r in enumerate(fn(f))} for i, f in enumerate(feats)}
+            res = ev.evaluate(run)
+            per.append(np.array([res[q][f"ndcg_cut_{K}"] for q in query_ids if q in res]))
+        diff = per[1] - per[0]
+        out[set_name] = {"queries": len(diff), "better": int((diff > 1e-9).sum()), "worse": int((diff < -1e-9).sum()),
+                         "sum_better": round(float(diff[diff > 0].sum()), 2), "sum_worse": round(float(diff[diff < 0].sum()), 2)}
+    return out
+
+
 def choose(table: dict, selection: list[str], checks: list[str]) -> dict:
     """The stated rule (module docstring): eligible on the shared targets, then best worst-case
     ratio to the better leg over the selection sets, ties to fewer parameters."""
@@ -217,7 +240,7 @@ def main() -> None:
     legs = {s: {"dense": t["dense"], "keyword": t["keyword"]} for s, t in table.items()}
     out = {"budget": args.budget, "selection_sets": [s[0] for s in sel], "check_sets": [s[0] for s in chk],
            "queries": {k[0]: len(v[1]) for k, v in ex.items()}, "legs": legs, "chosen": choice["chosen"],
-           "ranked": choice["ranked"], "ndcg@10": table}
+           "current_vs_dense_per_query": queries_moved(ex, args.budget), "ranked": choice["ranked"], "ndcg@10": table}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({"legs": legs, "chosen": choice["chosen"], "top": choice["ranked"][:8]}, indent=1))
