@@ -12,6 +12,7 @@ import pytest
 from bench import fusion_signals
 from bench.fusion_rules import features
 from indexing.build import index_paths
+from rag.fusion import keyword_coverage, term_idfs
 from rag.retrieve import Retriever
 
 
@@ -48,3 +49,33 @@ def test_peak_agreement_and_the_stated_choice() -> None:
     out = fusion_signals.choose(table, ["scifact", "squad", "other"], [])
     assert out["chosen"] == a  # b's better worst case does not count: it misses a shared-set target
     assert out["ranked"][0]["worst_ratio_to_better_leg"] == pytest.approx(0.28 / 0.30, abs=1e-4)
+
+
+def test_a_query_word_the_store_lacks_moves_the_weight_to_dense(retriever: Retriever, fake_embedder) -> None:
+    """The keyword evidence is the share of the searched terms' IDF mass its best chunk holds, a term
+    absent from the store counting at the highest IDF (rag.fusion.term_idfs). "zebras" matches,
+    "quokkaroo" is in no chunk: the keyword leg's hit holds half the terms (the old evidence, 0.5,
+    kept the keyword leg's prior weight), but less than half the query's rarity, and its BM25 is far
+    from the ideal score: dense alone answers. (Fails on the rule before: evidence 0.5 > FLOOR.)"""
+    from rag.fusion import FLOOR, query_dense_weight
+
+    q = "zebras quokkaroo"
+    terms = retriever.store.keyword_query(q)
+    assert terms.terms == ["zebras", "quokkaroo"] and terms.stemmed[1] not in terms.df
+    idf = term_idfs(terms.stemmed, terms.df, retriever.store.rows)
+    assert idf[1] == pytest.approx(np.log(2 * retriever.store.rows + 1)) and idf[1] > idf[0] > 0
+    union, dense, keyword, evidence = retriever.hybrid_candidates(q, fake_embedder.embed_queries([q])[0], 3)
+    assert keyword.max() > 0 and evidence < FLOOR
+    assert query_dense_weight(dense, keyword, evidence, 0.3) == 1.0
+    assert retriever.hybrid_candidates("zebras stripes", fake_embedder.embed_queries(["zebras stripes"])[0], 3)[3] > FLOOR
+
+
+def test_idf_weighted_coverage_and_term_idfs() -> None:
+    assert keyword_coverage(["zebra", "stripe"], ["stripes only"], [3.0, 1.0]) == pytest.approx(0.25)
+    assert keyword_coverage(["zebra", "stripe"], ["zebras", "stripes"], [3.0, 1.0]) == pytest.approx(0.75)  # best chunk
+    assert keyword_coverage(["zebra", "stripe"], ["stripes only"]) == 0.5  # unweighted: the term share
+    assert keyword_coverage(["zebra"], ["zebra"], [0.0]) == 0.0
+    assert term_idfs(["a", "b"], {}, 10) == []  # no document frequencies: no evidence
+    a, b = term_idfs(["a", "b"], {"a": 5}, 10)
+    assert a == pytest.approx(np.log(5.5 / 5.5), abs=1e-6) or a == pytest.approx(1e-6)
+    assert b == pytest.approx(np.log(21.0))
