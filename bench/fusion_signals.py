@@ -188,6 +188,11 @@ def queries_moved(ex: dict, budget: int, name: str = "current") -> dict:
         diff = per[1] - per[0]
         out[set_name] = {"queries": len(diff), "better": int((diff > 1e-9).sum()), "worse": int((diff < -1e-9).sum()),
                          "sum_better": round(float(diff[diff > 0].sum()), 2), "sum_worse": round(float(diff[diff < 0].sum()), 2)}
+        if out[set_name]["worse"] <= 10:  # few enough to read: each with the searched terms no chunk holds
+            judged_ids = [i for i, q in enumerate(query_ids) if q in judged]
+            out[set_name]["worse_queries"] = {
+                query_ids[judged_ids[j]]: sorted(t for t, v in feats[judged_ids[j]].idf.items() if v == 0.0)
+                for j in np.flatnonzero(diff < -1e-9).tolist()}
     return out
 
 
@@ -248,7 +253,8 @@ def main() -> None:
     legs = {s: {"dense": t["dense"], "keyword": t["keyword"]} for s, t in table.items()}
     out = {"budget": args.budget, "selection_sets": [s[0] for s in sel], "check_sets": [s[0] for s in chk],
            "queries": {k[0]: len(v[1]) for k, v in ex.items()}, "legs": legs, "chosen": choice["chosen"],
-           "current_vs_dense_per_query": queries_moved(ex, args.budget), "ranked": choice["ranked"], "ndcg@10": table}
+           "current_vs_dense_per_query": queries_moved(ex, args.budget),
+           "previous_vs_dense_per_query": queries_moved(ex, args.budget, "previous"), "ranked": choice["ranked"], "ndcg@10": table}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({"legs": legs, "chosen": choice["chosen"], "top": choice["ranked"][:8]}, indent=1))
