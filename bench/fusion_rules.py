@@ -59,16 +59,14 @@ class QueryFeatures:
 def features(retriever, queries: list[str], xq: np.ndarray) -> list[QueryFeatures]:  # type: ignore[no-untyped-def]
     store = retriever.store
     lang = store.keyword_settings.language
-    db = store._db
     out = []
     for q, x in zip(queries, xq):
         union, dense, kw, ev = retriever.hybrid_candidates(q, x, K, DEFAULT_OVERSAMPLE)
         terms = keyword.query_terms(q, lang)
-        searched = keyword.budget_terms(db, terms, lang)
-        stems = keyword.stems(searched, lang) or searched
-        df = dict(db.execute(f"SELECT term, df FROM {keyword.DF_TABLE} WHERE term IN ({','.join('?' * len(stems))})", stems))
-        idf = {t: (max(1e-6, float(np.log((store.n - df[s] + 0.5) / (df[s] + 0.5)))) if s in df else 0.0)
-               for t, s in zip(searched, stems)}
+        kq = store.keyword_query(q)  # the searched terms (postings budget applied), their stems and df
+        searched, df = kq.terms, kq.df
+        idf = {t: (max(1e-6, float(np.log((store.rows - df[s] + 0.5) / (df[s] + 0.5)))) if s in df else 0.0)
+               for t, s in zip(searched, kq.stemmed)}
         top = union[np.argsort(-kw, kind="stable")[: min(fusion.KEYWORD_TOP, int((kw > 0).sum()))]]
         texts = [c.text + " " + c.title for c in store.chunks(top.tolist())]
         top_words = [{w.lower()[:5] for w in _WORD.findall(t)} for t in texts]

@@ -17,7 +17,7 @@ from indexing.errors import ConfigError, StoreMismatchError
 from indexing.search import search as dense_search
 from indexing.store import Store
 from indexing.ray_cluster import RayOptions
-from rag.fusion import DEFAULT_MODE, KEYWORD_TOP, POOL, FusionSettings, beside, check_mode, fuse, keyword_coverage
+from rag.fusion import DEFAULT_MODE, KEYWORD_TOP, POOL, FusionSettings, beside, check_mode, fuse, keyword_coverage, term_idfs
 
 DEFAULT_K = 5
 # Rerank candidates = k * oversample. SQuAD (rag eval): x8 keeps 99.90 % of float32 nDCG@10, x16
@@ -149,9 +149,10 @@ class Retriever:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Both legs' candidates, each scored by both legs: union rows (m,), dense (m,) full-vector
         inner products, keyword (m,) BM25 (0: no query term), and the keyword leg's evidence in
-        [0, 1]: the share of the terms it searched (stop words and terms over the postings budget
-        left out) that its best chunks hold (``keyword_coverage``) times its best BM25 relative to
-        the sum of those terms' IDFs (capped at 1)."""
+        [0, 1]: the share of the IDF mass of the terms it searched (stop words and terms over the
+        postings budget left out; a term absent from the store at the highest IDF, ``term_idfs``)
+        that one of its best chunks holds (``keyword_coverage``) times its best BM25 relative to the
+        sum of those IDFs (capped at 1)."""
         pool = max(k, POOL)
         # the dense leg reranks as many candidates as a dense search of k would (k * oversample),
         # keeping the best ``pool``: its scores are recomputed below anyway
@@ -170,8 +171,9 @@ class Retriever:
         hit = np.isin(rows_all, union)
         keyword[np.searchsorted(union, rows_all[hit])] = S_all[hit]
         top = [c.text + " " + c.title for c in self.store.chunks(rows_k[:KEYWORD_TOP].tolist())]
-        coverage = keyword_coverage(terms.terms, top)  # of the terms the keyword leg searched
-        ideal = self.store.keyword_ideal(terms) if len(rows_k) else 0.0
+        idf = term_idfs(terms.stemmed, terms.df, self.store.rows)  # a term absent from the store: the highest IDF
+        coverage = keyword_coverage(terms.terms, top, idf or None)  # share of the searched terms' IDF mass
+        ideal = sum(dict(zip(terms.stemmed, idf)).values()) if len(rows_k) else 0.0
         strength = float(S_all.max(initial=0.0)) / ideal if ideal > 0 else 0.0
         return union, dense.astype(np.float32), keyword, coverage * min(1.0, strength)
 
