@@ -240,12 +240,6 @@ def idf(rows: int, df: int) -> float:
     return value if value > 0.0 else 1e-6
 
 
-def idf_sum(df: dict[str, int], n: int, stemmed: list[str]) -> float:
-    """Sum of the BM25 IDFs of the terms: about the score of an average-length chunk holding each
-    term once, the scale a top keyword score is judged against (0: no term)."""
-    return float(sum(idf(n, df[t]) for t in set(stemmed) if t in df))
-
-
 def finish(db: sqlite3.Connection) -> None:
     """After the last chunk: write the document frequency of every term (one pass over the index)."""
     db.execute(f"CREATE VIRTUAL TABLE temp.{TABLE}_vocab USING fts5vocab(main, {TABLE}, row)")

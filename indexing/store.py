@@ -229,7 +229,7 @@ class Store:
     def keyword_query(self, query: str | KeywordQuery) -> KeywordQuery:
         """The query's terms the postings budget keeps (by document frequencies summed over the
         segments), their index forms, and those frequencies: worked out once per query and
-        passed to ``keyword_all`` / ``keyword_ideal``, which each read every segment's database."""
+        passed to ``keyword_all`` and the fusion's ``term_idfs`` (reading every segment's database once)."""
         if isinstance(query, KeywordQuery):
             return query
         language = keyword.require(self.keyword_settings).language
@@ -277,11 +277,6 @@ class Store:
         S, R = self.keyword_all(query)
         top = np.lexsort((R, -S))[: max(0, k)]
         return S[top], R[top]
-
-    def keyword_ideal(self, query: str | KeywordQuery) -> float:
-        """Sum of the IDFs of the query's kept terms over the whole store (keyword.idf_sum)."""
-        q = self.keyword_query(query)
-        return keyword.idf_sum(q.df, self.rows, q.stemmed)
 
     def keyword_bytes(self) -> int | None:
         """Bytes of the keyword index in the segments' databases (None: no keyword index)."""

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from indexing.errors import ConfigError
+from indexing.keyword import idf
 
 MODES = ("hybrid", "dense", "keyword")
 DEFAULT_MODE = "hybrid"
@@ -150,7 +151,7 @@ def term_idfs(stemmed: Sequence[str], df: dict[str, int], n: int) -> list[float]
     is often its most telling word. [] when the store has no document frequencies (``df`` empty)."""
     if not df:
         return []
-    return [max(1e-6, float(np.log((n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)))) for t in stemmed]
+    return [idf(n, df.get(t, 0)) for t in stemmed]
 
 
 def coverage_weight(evidence: float, w0: float, full: float = FULL_COVERAGE, power: float = POWER, floor: float = FLOOR) -> float:

@@ -190,7 +190,7 @@ def test_a_damaged_keyword_index_is_a_store_error_naming_its_file(two_segments, 
     path = copy_store(two_segments, tmp_path / "s")
     seg = run_sql_resigned(path, sql)
     with Store.open(path) as s:
-        for search in (lambda: s.keyword_search("glacier ice fjord chunk", 5), lambda: s.keyword_ideal("glacier ice fjord chunk")):
+        for search in (lambda: s.keyword_search("glacier ice fjord chunk", 5), lambda: s.keyword_query("glacier ice fjord chunk")):
             try:
                 search()
             except StoreError as exc:
