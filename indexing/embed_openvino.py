@@ -23,6 +23,9 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PROBE = ["a probe sentence", "another, slightly longer probe sentence about retrieval", ""]
 PROBE_MIN_COSINE = 0.999
 INFERENCE_THREADS = 0  # 0: OpenVINO uses every core; a Ray embedding actor sets its share (indexing.ray_index)
+# An encoder given a share of the cores (INFERENCE_THREADS) does not pin its threads: OpenVINO pins
+# each process's threads from the first core, so two 1-thread Ray actors both ran on core 0 (2
+# actors at 29 chunks/s each pinned, 52 unpinned; bench/results/ray_index_v3_quiet.log vs _v4).
 _CONVERT_LOCK = threading.Lock()  # tracing touches process-wide logging/warning state
 
 
@@ -106,6 +109,7 @@ def _compile(model: Any, precision: str) -> tuple[Any, list[str]]:
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
     if INFERENCE_THREADS:
         config["INFERENCE_NUM_THREADS"] = INFERENCE_THREADS
+        config["ENABLE_CPU_PINNING"] = False
     return ov.Core().compile_model(ov_model, "CPU", config), inputs
 
 

@@ -85,3 +85,14 @@ def test_bad_backend_choices_are_config_errors() -> None:
         SentenceTransformerEmbedder(backend="onnx")
     with pytest.raises(ConfigError, match="local models only"):
         load_embedder("openai/text-embedding-3-small", backend="openvino")
+
+
+def test_a_share_of_the_cores_is_not_pinned(monkeypatch) -> None:
+    """A Ray embedding actor's encoder (INFERENCE_THREADS set) leaves its threads unpinned: OpenVINO
+    pinned every process's threads from core 0, so two 1-thread actors shared one core."""
+    monkeypatch.setattr(indexing.embed_openvino, "INFERENCE_THREADS", 1)
+    embedder = SentenceTransformerEmbedder(backend="openvino")
+    embedder.embed_documents(["a text"])  # converts
+    encoder = embedder._openvino
+    assert encoder._compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert encoder._compiled.get_property("ENABLE_CPU_PINNING") is False
