@@ -61,18 +61,18 @@ def write_store(path: Path, n: int, words: np.ndarray, p: np.ndarray, with_keywo
     spent = 0.0
     try:
         writer = StoreWriter(path, "sentence-transformers/all-MiniLM-L6-v2", 384, ChunkSettings())
-        row = 0
+        docs = 0
         for xb in iter_xb(n):
             for d0 in range(0, len(xb), PER_DOC):
                 part = xb[d0 : d0 + PER_DOC]  # (m, d)
                 ids = rng.choice(len(words), (len(part), WORDS_PER_CHUNK), p=p)
                 texts = [" ".join(words[r]) for r in ids]
-                doc = f"/synthetic/d{row // PER_DOC}.txt"
+                doc = f"/synthetic/d{docs}.txt"  # one name per document (blocks need not split evenly)
                 chunks = [Chunk(doc, doc, "", None, 0, len(t), t) for t in texts]
                 t0 = time.perf_counter()
                 writer.add(DocumentRecord(doc, doc, "", ""), chunks, part)
                 spent += time.perf_counter() - t0
-                row += len(part)
+                docs += 1
         t0 = time.perf_counter()
         writer.commit()
         spent += time.perf_counter() - t0
