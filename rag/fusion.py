@@ -141,7 +141,11 @@ def keyword_coverage(terms: Sequence[str], texts: Sequence[str], weights: Sequen
     total = sum(want.values())
     if total <= 0:
         return 0.0
-    return max(sum(v for t, v in want.items() if t in {w.lower()[:5] for w in _WORD.findall(text)}) / total for text in texts)
+    best = 0.0
+    for text in texts:
+        words = {w.lower()[:5] for w in _WORD.findall(text)}  # once per text, not once per term
+        best = max(best, sum(v for t, v in want.items() if t in words) / total)
+    return best
 
 
 def term_idfs(stemmed: Sequence[str], df: dict[str, int], n: int) -> list[float]:
