@@ -147,3 +147,25 @@ def test_store_writer_takes_only_its_own_folders_and_one_basis(tmp_path):
             writer.add_segment(Segment(name, 1, 1, {}, "flat", None, None, 16), ["/x"], None)
         writer.abort()
     assert not folder.exists() and not (tmp_path / "s" / "manifest.json").exists()
+
+
+def worker_cwd() -> str:
+    """A Ray worker's working directory (run as a remote function)."""
+    import os
+
+    return os.getcwd()
+
+
+def test_a_relative_store_path_reaches_writers_in_another_working_directory(local_ray, tmp_path, monkeypatch):
+    """A Ray worker keeps the working directory its node started in (on a cluster: where `ray start`
+    ran), not the driver's: the segment folder of a relative ``--store`` sent as it is made every
+    writer fail with "cannot see ...", even on a shared file system."""
+    write_corpus(tmp_path / "docs", files=4)
+    monkeypatch.chdir(tmp_path)  # the session's Ray started in another folder
+    assert local_ray.get(local_ray.remote(num_cpus=0)(worker_cwd).remote()) != str(tmp_path)
+    report = index_paths(["docs"], "store", embedder=FakeEmbedder(), ray=RayOptions(workers=1), **SETTINGS)
+    assert len(report.added) == 4 and report.chunks > 0
+    with Store.open(tmp_path / "store") as s:
+        assert s.n == report.chunks and len(s.documents()) == 4
+    assert not [p for p in (tmp_path / "store").iterdir() if p.name.startswith(".tmp")]
+
