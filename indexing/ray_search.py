@@ -20,6 +20,7 @@ used: see bench/README.md ("Sharded search on Ray").
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -128,7 +129,8 @@ class ShardedSearch:
             actor = self.ray.remote(num_cpus=0)(_Shard).options(max_restarts=retries, max_task_retries=retries,
                                                                   scheduling_strategy="SPREAD", runtime_env={"env_vars": env})
             manifest = store.manifest.to_json()
-            self.actors = [actor.remote(str(store.path), manifest, g) for g in self.groups]
+            path = os.path.abspath(store.path)  # a shard (a Ray worker) has its own working directory
+            self.actors = [actor.remote(path, manifest, g) for g in self.groups]
             self.pids = self.ray.get([a.pid.remote() for a in self.actors], timeout=QUERY_TIMEOUT)
         except Exception as exc:
             self.close()

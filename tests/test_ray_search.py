@@ -22,7 +22,7 @@ from indexing.ray_search import (ShardedSearch, pack_candidates, pack_query, sha
 from indexing.search import candidates, search  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
-ship_by_value()
+ship_by_value(__name__)
 
 WORDS = ("zebra savanna stripes volcano basalt magma saxophone reed brass glacier fjord iceberg "
          "otter kelp beaver dam heron marsh lichen tundra comet orbit nebula quasar").split()
@@ -145,3 +145,22 @@ def test_rag_search_and_ask_with_ray_answer_as_without(local_ray, store, monkeyp
         out[("ask", bool(flags))] = (answer["answer"], [s["source"] for s in answer["sources"]])
     assert out[True] == out[False] and len(out[False]) == 10
     assert out[("ask", True)] == out[("ask", False)] and out[("ask", False)][1]
+
+
+def test_sharded_search_opens_a_store_given_by_a_relative_path(local_ray, store, monkeypatch):
+    """A Ray worker keeps the working directory its node started in (on a cluster: where `ray start`
+    ran), not the driver's: a relative store path sent as it is made every shard fail to start."""
+    monkeypatch.chdir(store.parent)  # the session's Ray started in another folder
+    assert local_ray.get(local_ray.remote(num_cpus=0)(worker_cwd).remote()) != str(store.parent)
+    single = Retriever.open(store, embedder=FakeEmbedder())
+    sharded = Retriever.open(store.name, embedder=FakeEmbedder(), ray=RayOptions(workers=2))
+    try:
+        for q in QUERIES[:3]:
+            assert [h.row for h in sharded.search(q, k=10, mode="dense")] == [h.row for h in single.search(q, k=10, mode="dense")]
+    finally:
+        sharded.close()
+
+
+def worker_cwd() -> str:
+    """A Ray worker's working directory (run as a remote function)."""
+    return os.getcwd()
