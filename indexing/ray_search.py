@@ -140,10 +140,13 @@ class ShardedSearch:
 
     def search(self, xq: np.ndarray, k: int, oversample: int) -> tuple[np.ndarray, np.ndarray]:
         """xq (nq, d) unit queries -> D, I (nq, k) global rows, as ``indexing.search.search``."""
-        from indexing.search import merge_candidates
+        from indexing.search import merge_candidates, search
 
         if k < 1 or oversample < 1:
             raise ConfigError(f"k={k} and oversample={oversample} must both be >= 1")
+        if not self.groups:  # no segment at all (every document deleted): nothing to spread, nothing to find
+            self.last_missing = []
+            return search(self.store, xq, k, oversample)
         n = max(self.store.n, 1)
         k, c = min(k, n), min(k * oversample, n)
         msg = pack_query(xq, c)

@@ -147,6 +147,29 @@ def test_rag_search_and_ask_with_ray_answer_as_without(local_ray, store, monkeyp
     assert out[("ask", True)] == out[("ask", False)] and out[("ask", False)][1]
 
 
+def test_sharded_search_on_a_store_with_no_segment_finds_nothing(local_ray, tmp_path):
+    """Every document deleted (the automatic compaction then leaves no segment): one process finds
+    nothing, the sharded search (no shard to start) used to fail with numpy's ValueError."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("zebra savanna stripes " * 30, encoding="utf-8")
+    index_paths([docs], tmp_path / "s", embedder=FakeEmbedder())
+    (docs / "a.txt").unlink()
+    index_paths([docs], tmp_path / "s", embedder=FakeEmbedder())
+    single = Retriever.open(tmp_path / "s", embedder=FakeEmbedder())
+    sharded = Retriever.open(tmp_path / "s", embedder=FakeEmbedder(), ray=RayOptions(workers=2))
+    try:
+        assert sharded.store.manifest.segments == () and sharded.sharded.groups == []
+        xq = FakeEmbedder().embed_queries(QUERIES[:2])  # (2, d)
+        D, I = sharded.search_vectors(xq, 5)
+        np.testing.assert_array_equal(I, single.search_vectors(xq, 5)[1])
+        assert I.tolist() == [[-1], [-1]] and sharded.sharded.last_missing == []
+        for mode in ("dense", "hybrid"):
+            assert sharded.search("zebra stripes", k=5, mode=mode) == single.search("zebra stripes", k=5, mode=mode) == []
+    finally:
+        sharded.close()
+
+
 def test_sharded_search_opens_a_store_given_by_a_relative_path(local_ray, store, monkeypatch):
     """A Ray worker keeps the working directory its node started in (on a cluster: where `ray start`
     ran), not the driver's: a relative store path sent as it is made every shard fail to start."""
