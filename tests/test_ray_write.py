@@ -169,3 +169,40 @@ def test_a_relative_store_path_reaches_writers_in_another_working_directory(loca
         assert s.n == report.chunks and len(s.documents()) == 4
     assert not [p for p in (tmp_path / "store").iterdir() if p.name.startswith(".tmp")]
 
+
+def writer_actors() -> list[str]:
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ray_write.ACTOR_PREFIX)]
+
+
+def test_ctrl_c_mid_run_kills_the_writers_removes_their_folders_and_frees_the_lock(local_ray, tmp_path, monkeypatch):
+    """KeyboardInterrupt while a writer holds a segment: the store is as before (no folder left),
+    no writer actor lives on, the lock is free, and the cluster's CPUs are free again (the
+    embedding pipeline's actors stopped) even while the caller keeps the exception (a notebook)."""
+    import time
+
+    from indexing.lock import StoreLock
+
+    monkeypatch.setattr(ray_write, "SEND_ROWS", 16)  # an incremental run routes at once: a segment is open
+    docs = write_corpus(tmp_path / "docs", files=10)
+    store = tmp_path / "store"
+    index_paths([docs], store, embedder=FakeEmbedder(), **SETTINGS)
+    before, dirs = store_files(store), folders(store)
+    for i in range(10):
+        (docs / f"note{i:02d}.txt").write_text(f"comet orbit nebula {i} " * 80, encoding="utf-8")
+    seen: list[set[str]] = []
+
+    def interrupt(stage: str, done: int, total: int) -> None:
+        if stage == "embedding" and done == 6:
+            seen.append(folders(store) - dirs)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        index_paths([docs], store, embedder=FakeEmbedder(), ray=RayOptions(workers=1), progress=interrupt)
+    assert seen and seen[0]  # a segment folder was being written when Ctrl-C came
+    assert store_files(store) == before and folders(store) == dirs
+    assert writer_actors() == []
+    StoreLock(store).acquire().release()  # free: this would raise StoreLockedError
+    total, deadline = local_ray.cluster_resources()["CPU"], time.monotonic() + 20
+    while local_ray.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert local_ray.available_resources().get("CPU", 0) == total, caught.value
