@@ -98,16 +98,24 @@ def test_sharded_search_equals_one_process(local_ray, store):
         sharded.close()
 
 
-def test_a_killed_shard_is_replaced_and_the_query_retried(local_ray, store):
+def test_a_killed_shard_is_replaced_and_the_query_retried(local_ray, store, capfd):
+    """... quietly: Ray's driver printed the raylet's messages about the dead worker and the retried
+    task (tracebacks among them) to stdout, breaking `rag search --ray --json` output."""
+    import time
+
     single = Retriever.open(store, embedder=FakeEmbedder())
     xq = FakeEmbedder().embed_queries(QUERIES)
     want = search(single.store, xq, 10, 16)
     sharded = ShardedSearch(single.store, RayOptions(workers=2))
     try:
+        capfd.readouterr()
         os.kill(sharded.pids[0], signal.SIGKILL)
         got = sharded.search(xq, 10, 16)
         np.testing.assert_array_equal(got[1], want[1])
         assert sharded.last_missing == []
+        time.sleep(1.5)  # the messages arrive on a background thread of the driver
+        out, err = capfd.readouterr()
+        assert "raylet" not in out and "Traceback" not in out + err, out + err
     finally:
         sharded.close()
 
