@@ -132,6 +132,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
             raise ClusterError(f"the local Ray started on {ray.util.get_node_ip_address()}, not 127.0.0.1; "
                                f"unset {LOOPBACK_ENV} or index without --ray")
         _quiet_data()
+        _raylet_messages_to_log(ray)
         yield ray
     finally:
         ray.shutdown()
@@ -172,6 +173,25 @@ def _quiet_data() -> None:
     if hasattr(ctx, "print_on_execution_start"):
         ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _raylet_messages_to_log(ray: Any) -> None:
+    """Ray's driver prints the raylet's messages (a task retried, a worker dead, with tracebacks) to
+    stdout, where they broke ``--json`` output; they go to this module's debug log instead (a failure
+    that matters is our own one-line error). Only in a Ray this process started or joined."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "rag_quiet", False):
+        return
+
+    def to_log(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if data.get("pid") == "raylet":
+            logging.getLogger(__name__).debug("raylet: %s", "\n".join(map(str, data.get("lines", []))))
+            return
+        original(data, *args, **kwargs)
+
+    to_log.rag_quiet = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_log
 
 
 def cluster_cpus(ray: Any) -> int:

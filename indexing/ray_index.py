@@ -102,7 +102,8 @@ def _pipeline(ray: Any, fresh: list[tuple[SourceFile, str]], chunker: ChunkSetti
               factory: Callable[[], Embedder], options: RayOptions, dim: int, reserve_cpus: float = 0.0) -> Any:
     """The lazy Ray Data pipeline: file rows -> chunk rows -> chunk rows with vectors."""
     cpus = cluster_cpus(ray)
-    workers = options.workers or min(cpus, 64)
+    blocks = max(1, -(-len(fresh) // FILES_PER_TASK))  # load tasks, each one input of the embedding
+    workers = min(options.workers or min(cpus, 64), blocks)  # more actors than inputs load the model for nothing
     gpus = options.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if cluster_gpus(ray) >= workers else 0.0
@@ -110,7 +111,7 @@ def _pipeline(ray: Any, fresh: list[tuple[SourceFile, str]], chunker: ChunkSetti
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     items = [{"i": i, "path": os.fsencode(f.path), "source": _b(f.source), "sha": sha} for i, (f, sha) in enumerate(fresh)]
-    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), -(-len(items) // FILES_PER_TASK))))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(_load_and_chunk, batch_size=FILES_PER_TASK, batch_format="numpy",
                         fn_kwargs={"chunker": chunker}, num_cpus=LOAD_CPUS)
     with warnings.catch_warnings():  # max_restarts has no named parameter yet (deprecated as **kwargs, Ray 2.64)

@@ -20,6 +20,7 @@ used: see bench/README.md ("Sharded search on Ray").
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -128,7 +129,8 @@ class ShardedSearch:
             actor = self.ray.remote(num_cpus=0)(_Shard).options(max_restarts=retries, max_task_retries=retries,
                                                                   scheduling_strategy="SPREAD", runtime_env={"env_vars": env})
             manifest = store.manifest.to_json()
-            self.actors = [actor.remote(str(store.path), manifest, g) for g in self.groups]
+            path = os.path.abspath(store.path)  # a shard (a Ray worker) has its own working directory
+            self.actors = [actor.remote(path, manifest, g) for g in self.groups]
             self.pids = self.ray.get([a.pid.remote() for a in self.actors], timeout=QUERY_TIMEOUT)
         except Exception as exc:
             self.close()
@@ -138,10 +140,13 @@ class ShardedSearch:
 
     def search(self, xq: np.ndarray, k: int, oversample: int) -> tuple[np.ndarray, np.ndarray]:
         """xq (nq, d) unit queries -> D, I (nq, k) global rows, as ``indexing.search.search``."""
-        from indexing.search import merge_candidates
+        from indexing.search import merge_candidates, search
 
         if k < 1 or oversample < 1:
             raise ConfigError(f"k={k} and oversample={oversample} must both be >= 1")
+        if not self.groups:  # no segment at all (every document deleted): nothing to spread, nothing to find
+            self.last_missing = []
+            return search(self.store, xq, k, oversample)
         n = max(self.store.n, 1)
         k, c = min(k, n), min(k * oversample, n)
         msg = pack_query(xq, c)

@@ -9,6 +9,7 @@ the commit, ``indexing.compact.plan`` may merge segments in a second commit unde
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -131,10 +132,12 @@ class StoreWriter:
 
     def segment_folder(self) -> tuple[str, Path]:
         """A new folder of this commit, (name, path), for a segment another process writes with a
-        ``SegmentWriter(path, ..., name=name)``; an abort deletes it with the rest."""
+        ``SegmentWriter(path, ..., name=name)``; an abort deletes it with the rest. The path is
+        absolute: the other process (a Ray worker) has its own working directory."""
         if self._segment is not None:
             raise ConfigError("this writer already writes a segment itself; use add()")
-        return self._commit.new_folder()
+        name, folder = self._commit.new_folder()
+        return name, Path(os.path.abspath(folder))
 
     def add_segment(self, entry: Segment, paths: list[str], basis: Basis | None = None) -> None:
         """A finished segment (``SegmentWriter.finish()``) written into a ``segment_folder``;

@@ -183,3 +183,26 @@ def test_the_local_ray_listens_on_loopback_only(local_ray):
     addresses = listening_addresses(descendants(os.getpid()))  # GCS, raylet, agents, workers
     loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::1, ::ffff:127.0.0.1
     assert len(addresses) >= 3 and set(addresses) <= loopback, addresses
+
+
+class CountsActors(FakeEmbedder):
+    """Leaves a file named after its process in ``folder``: one per embedding actor built."""
+
+    def __init__(self, folder: str) -> None:
+        os.close(os.open(os.path.join(folder, f"actor-{os.getpid()}"), os.O_CREAT | os.O_WRONLY))
+
+
+def test_a_small_run_starts_no_more_embedding_actors_than_it_has_inputs(local_ray, tmp_path):
+    """Each embedding actor loads the model. A run of a few files is one load task, one input of
+    the embedding, which one actor embeds: the pool was sized to --workers (default: one per CPU,
+    up to 64), so a 1-file incremental run on a big node loaded the model 64 times for nothing."""
+    import functools
+
+    docs = write_corpus(tmp_path / "docs", files=4)  # 6 files with the empty one and the broken PDF: one task
+    marks = tmp_path / "actors"
+    marks.mkdir()
+    one = index_paths([docs], tmp_path / "one", embedder=FakeEmbedder(), **SETTINGS)
+    dist = index_paths([docs], tmp_path / "ray", embedder=FakeEmbedder(), **SETTINGS,
+                       ray=RayOptions(workers=2, embedder_factory=functools.partial(CountsActors, str(marks))))
+    assert len(list(marks.iterdir())) == 1
+    assert (dist.added, dist.skipped, dist.chunks) == (one.added, one.skipped, one.chunks)

@@ -22,7 +22,7 @@ from indexing.ray_search import (ShardedSearch, pack_candidates, pack_query, sha
 from indexing.search import candidates, search  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
-ship_by_value()
+ship_by_value(__name__)
 
 WORDS = ("zebra savanna stripes volcano basalt magma saxophone reed brass glacier fjord iceberg "
          "otter kelp beaver dam heron marsh lichen tundra comet orbit nebula quasar").split()
@@ -98,16 +98,24 @@ def test_sharded_search_equals_one_process(local_ray, store):
         sharded.close()
 
 
-def test_a_killed_shard_is_replaced_and_the_query_retried(local_ray, store):
+def test_a_killed_shard_is_replaced_and_the_query_retried(local_ray, store, capfd):
+    """... quietly: Ray's driver printed the raylet's messages about the dead worker and the retried
+    task (tracebacks among them) to stdout, breaking `rag search --ray --json` output."""
+    import time
+
     single = Retriever.open(store, embedder=FakeEmbedder())
     xq = FakeEmbedder().embed_queries(QUERIES)
     want = search(single.store, xq, 10, 16)
     sharded = ShardedSearch(single.store, RayOptions(workers=2))
     try:
+        capfd.readouterr()
         os.kill(sharded.pids[0], signal.SIGKILL)
         got = sharded.search(xq, 10, 16)
         np.testing.assert_array_equal(got[1], want[1])
         assert sharded.last_missing == []
+        time.sleep(1.5)  # the messages arrive on a background thread of the driver
+        out, err = capfd.readouterr()
+        assert "raylet" not in out and "Traceback" not in out + err, out + err
     finally:
         sharded.close()
 
@@ -145,3 +153,45 @@ def test_rag_search_and_ask_with_ray_answer_as_without(local_ray, store, monkeyp
         out[("ask", bool(flags))] = (answer["answer"], [s["source"] for s in answer["sources"]])
     assert out[True] == out[False] and len(out[False]) == 10
     assert out[("ask", True)] == out[("ask", False)] and out[("ask", False)][1]
+
+
+def test_sharded_search_on_a_store_with_no_segment_finds_nothing(local_ray, tmp_path):
+    """Every document deleted (the automatic compaction then leaves no segment): one process finds
+    nothing, the sharded search (no shard to start) used to fail with numpy's ValueError."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("zebra savanna stripes " * 30, encoding="utf-8")
+    index_paths([docs], tmp_path / "s", embedder=FakeEmbedder())
+    (docs / "a.txt").unlink()
+    index_paths([docs], tmp_path / "s", embedder=FakeEmbedder())
+    single = Retriever.open(tmp_path / "s", embedder=FakeEmbedder())
+    sharded = Retriever.open(tmp_path / "s", embedder=FakeEmbedder(), ray=RayOptions(workers=2))
+    try:
+        assert sharded.store.manifest.segments == () and sharded.sharded.groups == []
+        xq = FakeEmbedder().embed_queries(QUERIES[:2])  # (2, d)
+        D, I = sharded.search_vectors(xq, 5)
+        np.testing.assert_array_equal(I, single.search_vectors(xq, 5)[1])
+        assert I.tolist() == [[-1], [-1]] and sharded.sharded.last_missing == []
+        for mode in ("dense", "hybrid"):
+            assert sharded.search("zebra stripes", k=5, mode=mode) == single.search("zebra stripes", k=5, mode=mode) == []
+    finally:
+        sharded.close()
+
+
+def test_sharded_search_opens_a_store_given_by_a_relative_path(local_ray, store, monkeypatch):
+    """A Ray worker keeps the working directory its node started in (on a cluster: where `ray start`
+    ran), not the driver's: a relative store path sent as it is made every shard fail to start."""
+    monkeypatch.chdir(store.parent)  # the session's Ray started in another folder
+    assert local_ray.get(local_ray.remote(num_cpus=0)(worker_cwd).remote()) != str(store.parent)
+    single = Retriever.open(store, embedder=FakeEmbedder())
+    sharded = Retriever.open(store.name, embedder=FakeEmbedder(), ray=RayOptions(workers=2))
+    try:
+        for q in QUERIES[:3]:
+            assert [h.row for h in sharded.search(q, k=10, mode="dense")] == [h.row for h in single.search(q, k=10, mode="dense")]
+    finally:
+        sharded.close()
+
+
+def worker_cwd() -> str:
+    """A Ray worker's working directory (run as a remote function)."""
+    return os.getcwd()

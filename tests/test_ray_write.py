@@ -147,3 +147,62 @@ def test_store_writer_takes_only_its_own_folders_and_one_basis(tmp_path):
             writer.add_segment(Segment(name, 1, 1, {}, "flat", None, None, 16), ["/x"], None)
         writer.abort()
     assert not folder.exists() and not (tmp_path / "s" / "manifest.json").exists()
+
+
+def worker_cwd() -> str:
+    """A Ray worker's working directory (run as a remote function)."""
+    import os
+
+    return os.getcwd()
+
+
+def test_a_relative_store_path_reaches_writers_in_another_working_directory(local_ray, tmp_path, monkeypatch):
+    """A Ray worker keeps the working directory its node started in (on a cluster: where `ray start`
+    ran), not the driver's: the segment folder of a relative ``--store`` sent as it is made every
+    writer fail with "cannot see ...", even on a shared file system."""
+    write_corpus(tmp_path / "docs", files=4)
+    monkeypatch.chdir(tmp_path)  # the session's Ray started in another folder
+    assert local_ray.get(local_ray.remote(num_cpus=0)(worker_cwd).remote()) != str(tmp_path)
+    report = index_paths(["docs"], "store", embedder=FakeEmbedder(), ray=RayOptions(workers=1), **SETTINGS)
+    assert len(report.added) == 4 and report.chunks > 0
+    with Store.open(tmp_path / "store") as s:
+        assert s.n == report.chunks and len(s.documents()) == 4
+    assert not [p for p in (tmp_path / "store").iterdir() if p.name.startswith(".tmp")]
+
+
+def writer_actors() -> list[str]:
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ray_write.ACTOR_PREFIX)]
+
+
+def test_ctrl_c_mid_run_kills_the_writers_removes_their_folders_and_frees_the_lock(local_ray, tmp_path, monkeypatch):
+    """KeyboardInterrupt while a writer holds a segment: the store is as before (no folder left),
+    no writer actor lives on, the lock is free, and the cluster's CPUs are free again (the
+    embedding pipeline's actors stopped) even while the caller keeps the exception (a notebook)."""
+    import time
+
+    from indexing.lock import StoreLock
+
+    monkeypatch.setattr(ray_write, "SEND_ROWS", 16)  # an incremental run routes at once: a segment is open
+    docs = write_corpus(tmp_path / "docs", files=10)
+    store = tmp_path / "store"
+    index_paths([docs], store, embedder=FakeEmbedder(), **SETTINGS)
+    before, dirs = store_files(store), folders(store)
+    for i in range(10):
+        (docs / f"note{i:02d}.txt").write_text(f"comet orbit nebula {i} " * 80, encoding="utf-8")
+    seen: list[set[str]] = []
+
+    def interrupt(stage: str, done: int, total: int) -> None:
+        if stage == "embedding" and done == 6:
+            seen.append(folders(store) - dirs)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        index_paths([docs], store, embedder=FakeEmbedder(), ray=RayOptions(workers=1), progress=interrupt)
+    assert seen and seen[0]  # a segment folder was being written when Ctrl-C came
+    assert store_files(store) == before and folders(store) == dirs
+    assert writer_actors() == []
+    StoreLock(store).acquire().release()  # free: this would raise StoreLockedError
+    total, deadline = local_ray.cluster_resources()["CPU"], time.monotonic() + 20
+    while local_ray.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert local_ray.available_resources().get("CPU", 0) == total, caught.value
