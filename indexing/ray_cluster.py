@@ -201,3 +201,10 @@ def cluster_cpus(ray: Any) -> int:
 
 def cluster_gpus(ray: Any) -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def error_line(exc: BaseException) -> str:
+    """The last non-blank line of a Ray error (its own message, after Ray's traceback), for a
+    one-line ClusterError."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

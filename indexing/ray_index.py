@@ -26,7 +26,7 @@ from indexing.chunk import Chunk, ChunkSettings, chunk_document
 from indexing.embed import Embedder, SentenceTransformerEmbedder
 from indexing.errors import ClusterError, ConfigError, EmbeddingError, LoadError
 from indexing.load import Document, SourceFile, Skipped, load_file
-from indexing.ray_cluster import RayOptions, cluster_cpus, cluster_gpus, import_ray, ray_session
+from indexing.ray_cluster import RayOptions, cluster_cpus, cluster_gpus, error_line, import_ray, ray_session
 
 EMBED_BATCH = 256  # chunks per actor call (as indexing.build.EMBED_BATCH)
 FILES_PER_TASK = 8  # files loaded and chunked per Ray task
@@ -65,7 +65,7 @@ def embed_documents_ray(
                 report.embed_backend = f"ray:{backend}"
                 yield doc, chunks, vectors
         except ray.exceptions.RayError as exc:
-            raise ClusterError(f"the Ray indexing run failed, the store is unchanged: {_first_line(exc)}") from None
+            raise ClusterError(f"the Ray indexing run failed, the store is unchanged: {error_line(exc)}") from None
 
 
 def embedder_factory(embedder: Embedder) -> Callable[[], Embedder]:
@@ -210,8 +210,3 @@ def _to_json(values: Any) -> bytes:
     """JSON bytes of a document's or chunk's fields (lone surrogates of undecodable file names
     survive as \\u escapes)."""
     return json.dumps(list(values)).encode("ascii")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from indexing.errors import ClusterError, ConfigError
-from indexing.ray_cluster import RayOptions, cluster_cpus, ray_session
+from indexing.ray_cluster import RayOptions, cluster_cpus, error_line, ray_session
 from indexing.store import Store
 
 QUERY_TIMEOUT = 60.0  # seconds a shard may take for one batch of queries
@@ -136,7 +136,7 @@ class ShardedSearch:
             self.close()
             if isinstance(exc, (ClusterError, ConfigError)):
                 raise
-            raise ClusterError(f"cannot start the search shards on Ray: {_first_line(exc)}") from None
+            raise ClusterError(f"cannot start the search shards on Ray: {error_line(exc)}") from None
 
     def search(self, xq: np.ndarray, k: int, oversample: int) -> tuple[np.ndarray, np.ndarray]:
         """xq (nq, d) unit queries -> D, I (nq, k) global rows, as ``indexing.search.search``."""
@@ -162,7 +162,7 @@ class ShardedSearch:
                 parts.append(unpack_candidates(self.ray.get(future, timeout=QUERY_TIMEOUT)))
             except (self.ray.exceptions.RayError, TimeoutError) as exc:
                 if not self.allow_partial:
-                    raise ClusterError(f"a search shard (segments {group}) failed and was not recovered: {_first_line(exc)}; "
+                    raise ClusterError(f"a search shard (segments {group}) failed and was not recovered: {error_line(exc)}; "
                                        "no partial answer was given (pass allow_partial=True to accept one)") from None
                 missing += group
         self.last_missing = missing
@@ -180,8 +180,3 @@ class ShardedSearch:
         session, self._session = getattr(self, "_session", None), None
         if session is not None:
             session.__exit__(None, None, None)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__

@@ -45,7 +45,7 @@ from indexing.chunk_db import DocumentRecord
 from indexing.embed import Embedder
 from indexing.errors import ClusterError, ConfigError, RagError
 from indexing.load import SourceFile
-from indexing.ray_cluster import RayOptions, cluster_cpus, ray_session
+from indexing.ray_cluster import RayOptions, cluster_cpus, error_line, ray_session
 from indexing.ray_index import embed_documents_ray
 from indexing.segment import SegmentWriter
 from indexing.writer import SegmentSpec, StoreWriter
@@ -288,11 +288,6 @@ def _get(ray: Any, ref: Any) -> Any:
     except ray.exceptions.RayTaskError as exc:
         if isinstance(exc.cause, RagError):
             raise exc.cause.with_traceback(None) from None
-        raise ClusterError(f"a segment writer on Ray failed, the store is unchanged: {_last_line(exc)}") from None
+        raise ClusterError(f"a segment writer on Ray failed, the store is unchanged: {error_line(exc)}") from None
     except ray.exceptions.RayError as exc:
-        raise ClusterError(f"a segment writer on Ray died, the store is unchanged: {_last_line(exc)}") from None
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+        raise ClusterError(f"a segment writer on Ray died, the store is unchanged: {error_line(exc)}") from None
