@@ -127,6 +127,8 @@ def main() -> None:
     ap.add_argument("--legs", choices=("parallel", "serial", "both"), default="both", help="keyword leg beside or after the dense leg")
     ap.add_argument("--no-writer-ratio", action="store_true", help="skip the store written without the keyword index")
     ap.add_argument("--embed-chunks-per-s", type=float, default=None, help="MiniLM document throughput to fold into the indexing ratio")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="keep the n-chunk store in this folder and reuse it on the next run (default: a temporary one)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else [keyword.POSTINGS_BUDGET]
@@ -137,8 +139,12 @@ def main() -> None:
         if not args.no_writer_ratio:
             plain = write_store(tmp / "plain", args.n, words, p, with_keywords=False)
             shutil.rmtree(tmp / "plain")
-        with_kw = write_store(tmp / "store", args.n, words, p, with_keywords=True)
-        r = Retriever.open(tmp / "store", verify=False)
+        store = args.store or tmp / "store"
+        reuse = args.store is not None and (store / "manifest.json").exists()
+        with_kw = None if reuse else write_store(store, args.n, words, p, with_keywords=True)
+        r = Retriever.open(store, verify=False)
+        if r.store.n != args.n:
+            raise SystemExit(f"{store} holds {r.store.n} chunks, not --n {args.n}")
         texts = [q["text"] for q in _read_jsonl(SCIFACT / "queries.jsonl")][: args.max_queries]
         xq = scifact_queries()[: args.max_queries]
         result["queries"] = len(texts)
@@ -147,9 +153,10 @@ def main() -> None:
         kw_bytes = r.store.keyword_bytes() or 0
         result.update({
             "keyword_index_bytes": kw_bytes, "keyword_bytes_per_chunk": round(kw_bytes / args.n, 1),
-            "bytes_per_vector": r.store.bytes_per_vector, "writer_seconds_with_keyword": round(with_kw, 2),
+            "bytes_per_vector": r.store.bytes_per_vector,
+            "writer_seconds_with_keyword": None if with_kw is None else round(with_kw, 2),
         })
-        if not args.no_writer_ratio:
+        if not args.no_writer_ratio and with_kw is not None:
             result.update({"writer_seconds_without_keyword": round(plain, 2), "writer_ratio": round(with_kw / plain, 3)})
             if args.embed_chunks_per_s:
                 embed = args.n / args.embed_chunks_per_s

@@ -19,7 +19,6 @@ parser; terms are OR-ed and BM25 ranks by how many (and how rare) of them a chun
 
 from __future__ import annotations
 
-import math
 import re
 import sqlite3
 import threading
@@ -30,6 +29,7 @@ import numpy as np
 from indexing.errors import ConfigError, StoreError
 
 TABLE = "keyword"
+COLUMNS = ("title", "text")
 # language -> FTS5 tokenizer; "english": Porter stemming + English stop words (dropped from
 # queries); "simple": Unicode words without stemming or stop words, for any language written
 # with spaces between words.
@@ -40,6 +40,8 @@ TOKENIZERS = {
 DEFAULT_LANGUAGE = "english"
 MAX_QUERY_TERMS = 64  # a 100 KB query keeps its first 64 distinct terms: OR of more only costs time
 DF_TABLE = "keyword_df"  # (term, df): document frequency of every stemmed term, written at commit
+LENGTHS_TABLE = "keyword_lengths"  # one row: every row's tokens (all columns), little-endian uint32, written at commit
+VOCAB = "keyword_instances"  # a temporary fts5vocab table over the index: one row per occurrence of a term
 # An OR query costs ~1 us per matching (row, term) in FTS5's bm25(): 150 ms for a 10-term claim on
 # 100k chunks of scientific text (bench/keyword_engines.py). Terms are taken rarest first while
 # their summed document frequencies stay within this many postings (the rarest always): common
@@ -84,7 +86,7 @@ class KeywordSettings:
 def create(db: sqlite3.Connection, settings: KeywordSettings) -> None:
     """Create the (empty) FTS5 table over ``chunks(title, text)`` in a new chunk database."""
     db.execute(
-        f"CREATE VIRTUAL TABLE {TABLE} USING fts5(title, text, content='chunks', content_rowid='row', "
+        f"CREATE VIRTUAL TABLE {TABLE} USING fts5({', '.join(COLUMNS)}, content='chunks', content_rowid='row', "
         f"tokenize='{settings.tokenizer}')"
     )
 
@@ -132,31 +134,6 @@ def search_terms(db: sqlite3.Connection, terms: list[str]) -> tuple[np.ndarray, 
     if not terms:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     return _run(db, f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?", (_or(terms),))
-
-
-def search_terms_scaled(db: sqlite3.Connection, terms: list[str], stemmed: list[str], local: Stats, store: Stats) -> tuple[np.ndarray, np.ndarray]:
-    """``search_terms`` scored with the whole store's IDFs instead of this database's.
-
-    BM25 is a sum over the query's terms of IDF(term) times a term-frequency part, and FTS5
-    computes that IDF from its own table: a small segment (one upload beside a large store) would
-    rank by IDFs of a few chunks, where a term in 3 of 5 chunks weighs nothing. So each term is
-    searched alone and its scores rescaled by IDF(store) / IDF(this database); the length
-    normalisation keeps this database's average chunk length (chunks are about equal in tokens).
-    One segment's scores are unchanged, and those of several equal a compacted store's up to that
-    average length. Scores (m,) float32, rows (m,) int64, unsorted."""
-    scores, rows = [np.zeros(0)], [np.zeros(0, np.int64)]
-    sql = f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?"
-    for term, stem in zip(terms, stemmed):
-        S, R = _run(db, sql, (_or([term]),), np.float64)  # (a,), (a,)
-        if not len(R):
-            continue
-        if not local.df.get(stem):
-            raise StoreError(f"the keyword statistics ({DF_TABLE}) do not match the keyword index: damaged; "
-                             "rebuild with `rag index ... --refit`")
-        scores.append(S * (idf(store.rows, store.df[stem]) / idf(local.rows, local.df[stem])))
-        rows.append(R)
-    unique, at = np.unique(np.concatenate(rows), return_inverse=True)  # (m,), (a_total,)
-    return np.bincount(at, weights=np.concatenate(scores), minlength=len(unique)).astype(np.float32), unique
 
 
 def _or(terms: list[str]) -> str:
@@ -226,31 +203,74 @@ def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAU
     return terms if df is None else choose_terms(terms, stemmed, df, budget)
 
 
-@dataclass(frozen=True)
-class Stats:
-    """What BM25's IDF needs: ``rows`` indexed and the document frequency of each stemmed term."""
-
-    rows: int
-    df: dict[str, int]
-
-
-def idf(rows: int, df: int) -> float:
-    """FTS5's BM25 IDF of a term held by ``df`` of ``rows`` rows (its fts5_aux.c: at least 1e-6)."""
-    value = math.log((rows - df + 0.5) / (df + 0.5))
-    return value if value > 0.0 else 1e-6
-
-
 def finish(db: sqlite3.Connection) -> None:
-    """After the last chunk: write the document frequency of every term (one pass over the index)."""
+    """After the last chunk: write the document frequency of every term (one pass over the index)
+    and every row's length in tokens (what BM25 needs beside the postings, ``indexing.bm25``)."""
     db.execute(f"CREATE VIRTUAL TABLE temp.{TABLE}_vocab USING fts5vocab(main, {TABLE}, row)")
     db.execute(f"CREATE TABLE {DF_TABLE}(term TEXT PRIMARY KEY, df INTEGER) WITHOUT ROWID")
     db.execute(f"INSERT INTO {DF_TABLE} SELECT term, doc FROM temp.{TABLE}_vocab")
     db.execute(f"DROP TABLE temp.{TABLE}_vocab")
+    lengths = _docsize_lengths(db)
+    db.execute(f"CREATE TABLE {LENGTHS_TABLE}(id INTEGER PRIMARY KEY, lengths BLOB NOT NULL)")
+    db.execute(f"INSERT INTO {LENGTHS_TABLE} VALUES (0, ?)", (lengths.astype("<u4").tobytes(),))
 
 
-def _run(db: sqlite3.Connection, sql: str, params: tuple, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+def token_counts(db: sqlite3.Connection, rows: int) -> np.ndarray:
+    """Every row's length in tokens (title + text), (rows,) int64: the array ``finish`` wrote, or
+    for a database written before it, decoded from FTS5's own docsize table."""
     try:
-        result = db.execute(sql, params).fetchall()
+        got = db.execute(f"SELECT lengths FROM {LENGTHS_TABLE} WHERE id = 0").fetchone()
+    except sqlite3.OperationalError:
+        lengths = _docsize_lengths(db)  # written before the table existed
+    else:
+        if got is None or not isinstance(got[0], bytes) or len(got[0]) % 4:
+            raise StoreError(f"the keyword row lengths ({LENGTHS_TABLE}) are damaged; rebuild with `rag index ... --refit`")
+        lengths = np.frombuffer(got[0], "<u4").astype(np.int64)
+    if len(lengths) != rows:
+        raise StoreError(f"the keyword index holds {len(lengths)} row lengths for {rows} rows: damaged; "
+                         "rebuild with `rag index ... --refit`")
+    return lengths
+
+
+def _docsize_lengths(db: sqlite3.Connection) -> np.ndarray:
+    """Tokens of each row (all columns) from FTS5's docsize table: one varint per column (SQLite's
+    format: 7 bits a byte, most significant first, the high bit set on all but the last byte)."""
+    try:
+        pairs = db.execute(f"SELECT id, sz FROM {TABLE}_docsize ORDER BY id").fetchall()
+        blob = np.frombuffer(b"".join(sz for _, sz in pairs), np.uint8)  # (bytes,)
+    except (sqlite3.DatabaseError, TypeError) as exc:
+        raise StoreError(f"the keyword index's row sizes cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
+    ids = np.fromiter((i for i, _ in pairs), np.int64, len(pairs))  # (rows,)
+    ends = np.flatnonzero(blob < 0x80)  # (varints,) the last byte of each varint
+    if len(ends) != len(COLUMNS) * len(ids) or (len(ids) and not np.array_equal(ids, np.arange(len(ids)))):
+        raise StoreError(f"the keyword index's row sizes ({TABLE}_docsize) are damaged; rebuild with `rag index ... --refit`")
+    varint = np.repeat(np.arange(len(ends)), np.diff(np.r_[-1, ends]))  # (bytes,) which varint each byte is in
+    place = ends[varint] - np.arange(len(blob))  # (bytes,) 0 for a varint's last byte
+    values = np.bincount(varint, weights=(blob & 0x7F) * 128.0 ** place, minlength=len(ends))  # (varints,)
+    return values.reshape(len(ids), len(COLUMNS)).sum(axis=1).astype(np.int64)
+
+
+def postings(db: sqlite3.Connection, stem: str, rows: int) -> np.ndarray:
+    """The rows holding the index term ``stem``, one entry per occurrence, ascending: (a,) int64."""
+    db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCAB} USING fts5vocab(main, {TABLE}, instance)")
+    hits = _fetch(db, f"SELECT doc FROM temp.{VOCAB} WHERE term = ?", (stem,))
+    found = np.fromiter((r for r, in hits), np.int64, len(hits))
+    if len(found) and (found[0] < 0 or found[-1] >= rows or np.any(np.diff(found) < 0)):
+        raise StoreError("the keyword index names rows the segment lacks: damaged; rebuild with `rag index ... --refit`")
+    return found
+
+
+def _run(db: sqlite3.Connection, sql: str, params: tuple) -> tuple[np.ndarray, np.ndarray]:
+    result = _fetch(db, sql, params)
+    rows = np.fromiter((r for r, _ in result), np.int64, len(result))
+    scores = -np.fromiter((s for _, s in result), np.float32, len(result))  # FTS5's bm25() is negated
+    return scores, rows
+
+
+def _fetch(db: sqlite3.Connection, sql: str, params: tuple) -> list[tuple]:
+    """The rows of a query on the keyword index, its failures as StoreErrors saying what to do."""
+    try:
+        return db.execute(sql, params).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             raise StoreError(
@@ -260,9 +280,6 @@ def _run(db: sqlite3.Connection, sql: str, params: tuple, dtype: type = np.float
         raise StoreError(f"keyword search failed: {exc}") from exc
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"the keyword index cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
-    rows = np.fromiter((r for r, _ in result), np.int64, len(result))
-    scores = -np.fromiter((s for _, s in result), dtype, len(result))  # FTS5's bm25() is negated
-    return scores, rows
 
 
 def index_bytes(db: sqlite3.Connection) -> int | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing import keyword
+from indexing import bm25, keyword
 from indexing.basis import Basis
 from indexing.chunk_db import ChunkRow, DocumentRecord
 from indexing.compress import Float8Codec, Pca
@@ -64,6 +64,7 @@ class Store:
         self.n = manifest.chunks  # live chunks
         self.rows = manifest.rows  # global row space, deleted rows included
         self._dead: np.ndarray | None = None
+        self._lengths: tuple[list[np.ndarray], float] | None = None  # row lengths, read at the first keyword search
 
     @property
     def pca(self) -> Pca:
@@ -251,26 +252,46 @@ class Store:
 
     def keyword_all(self, query: str | KeywordQuery) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of every live chunk matching ``query``, unsorted: scores (m,), global rows (m,).
-        With several segments every term is weighted by its IDF over the whole store
-        (``keyword.search_terms_scaled``), so a small new segment ranks like the rest; deleted rows
-        count in the statistics until a compaction drops them (as in Lucene)."""
+        Every term is weighted by its IDF over the whole store and rows are normalised by the
+        store's average length (``indexing.bm25``), so a small new segment ranks like the rest;
+        deleted rows count in the statistics until a compaction drops them (as in Lucene). A
+        store without the statistics (written before them) is scored by FTS5 segment by segment."""
         q = self.keyword_query(query)
-        scaled = len(self.segments) > 1 and len(q.segment_df) == len(self.segments)
-        store_stats = keyword.Stats(self.rows, q.df)
+        known = len(q.segment_df) == len(self.segments)
+        idfs = [bm25.idf(self.rows, q.df.get(t, 0)) for t in q.stemmed]
         scores, rows = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
         for s, seg in enumerate(self.segments):
-            if scaled:
-                local = keyword.Stats(seg.rows, q.segment_df[s])
-                S, R = _named(seg, keyword.search_terms_scaled, q.terms, q.stemmed, local, store_stats)
+            if known:
+                hits = [self._postings(seg, t, q.segment_df[s].get(t, 0)) for t in q.stemmed]  # [(a_i,)] local rows
+                lengths, average = self._row_lengths()
+                S, R = bm25.score(hits, idfs, lengths[s], average)
             else:
                 S, R = _named(seg, keyword.search_terms, q.terms)  # (a,), (a,) local
-            if len(R) and (R.min() < 0 or R.max() >= seg.rows):
-                raise StoreError(f"{seg.db.file}: the keyword index names rows the segment lacks: damaged; rebuild with --refit")
+                if len(R) and (R.min() < 0 or R.max() >= seg.rows):
+                    raise StoreError(f"{seg.db.file}: the keyword index names rows the segment lacks: damaged; rebuild with --refit")
             if seg.dead is not None:
                 S, R = S[~seg.dead[R]], R[~seg.dead[R]]
             scores.append(S)
             rows.append(R + self.offsets[s])
         return np.concatenate(scores), np.concatenate(rows)
+
+    @staticmethod
+    def _postings(seg: SegmentReader, stem: str, df: int) -> np.ndarray:
+        """Local rows of ``seg`` holding ``stem`` (one per occurrence), checked against the
+        segment's statistics (a term they say it lacks is looked up too: ~20 us)."""
+        found = _named(seg, keyword.postings, stem, seg.rows)  # (a,)
+        if (np.count_nonzero(np.diff(found)) + 1 if len(found) else 0) != df:
+            raise StoreError(f"{seg.db.file}: the keyword statistics ({keyword.DF_TABLE}) do not match the keyword "
+                             "index: damaged; rebuild with `rag index ... --refit`")
+        return found
+
+    def _row_lengths(self) -> tuple[list[np.ndarray], float]:
+        """Each segment's row lengths in tokens [(rows_s,)] (``keyword.token_counts``) and the
+        store's average row length (deleted rows included, as in the IDFs); read once."""
+        if self._lengths is None:
+            counts = [_named(seg, keyword.token_counts, seg.rows) for seg in self.segments]
+            self._lengths = counts, (sum(int(c.sum()) for c in counts) / self.rows if self.rows else 0.0) or 1.0
+        return self._lengths
 
     def keyword_search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """BM25 top ``k`` of ``query``: scores (m,), global rows (m,), m <= k, best first."""

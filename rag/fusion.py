@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from indexing.errors import ConfigError
-from indexing.keyword import idf
+from indexing.bm25 import idf
 
 MODES = ("hybrid", "dense", "keyword")
 DEFAULT_MODE = "hybrid"

@@ -184,7 +184,10 @@ def test_a_tombstone_file_that_is_not_sorted_distinct_rows_is_a_store_error(two_
     "DROP TABLE keyword_data",  # FTS5 cannot open: a StoreError that named no file
     "INSERT INTO keyword(rowid, title, text) VALUES (100000, 'x', 'glacier ice fjord')",  # a row the segment lacks
     "INSERT INTO keyword(rowid, title, text) VALUES (-7, 'x', 'glacier ice fjord')",
-], ids=["df-text", "no-fts-data", "row-past-the-end", "negative-row"])
+    "UPDATE keyword_lengths SET lengths = x'01000000'",  # one row's length for a segment of many
+    "UPDATE keyword_lengths SET lengths = 'long'",
+    "DELETE FROM keyword_lengths",
+], ids=["df-text", "no-fts-data", "row-past-the-end", "negative-row", "lengths-short", "lengths-text", "lengths-gone"])
 def test_a_damaged_keyword_index_is_a_store_error_naming_its_file(two_segments, tmp_path, sql):
     """Keyword and hybrid search over a segment whose keyword index is damaged (re-signed)."""
     path = copy_store(two_segments, tmp_path / "s")
