@@ -5,16 +5,18 @@ Why FTS5 and not a dedicated BM25 library (``bench/keyword_engines.py``, results
 keyword index is written by the same generation writer, in the same file, under the same
 checksum and atomic manifest swap as the chunks; it is updated row by row (a library such as
 ``bm25s`` rebuilds its sparse matrix from every chunk and needs its own files and pickles-free
-serialisation), and its quality on SciFact is on par with bm25s (same Okapi BM25). bm25s is
-faster per query at 100k+ chunks; the hybrid search runs the keyword leg in a thread beside the
-dense leg (SQLite releases the GIL), which hides most of the difference.
+serialisation), and its quality on SciFact is on par with bm25s (same Okapi BM25). bm25s was
+~8x faster per query at 100k chunks than FTS5's bm25(), mostly FTS5's per-row length lookups;
+the store now reads FTS5's postings and scores them itself (``indexing.bm25``, row lengths
+written at commit by ``finish``).
 
 The table is *external content* (``content='chunks'``): the text is stored once, in ``chunks``;
 FTS5 adds only its inverted index. Columns: the chunk's title and text.
 
-Queries are data: ``match_expression`` tokenises the user's text itself and quotes every term,
-so FTS5 syntax (``"``, ``NEAR``, ``*``, ``-``, ``AND``, parentheses, ``:``) can never reach the
-parser; terms are OR-ed and BM25 ranks by how many (and how rare) of them a chunk holds.
+Queries are data: ``query_terms`` tokenises the user's text itself into words of letters and
+digits, each looked up as one term (a bound parameter, or quoted in an OR of terms for FTS5's
+MATCH), so FTS5 syntax (``"``, ``NEAR``, ``*``, ``-``, ``AND``, parentheses, ``:``) never
+reaches a parser; BM25 ranks by how many (and how rare) of the terms a chunk holds.
 """
 
 from __future__ import annotations
@@ -106,31 +108,10 @@ def query_terms(query: str, language: str = DEFAULT_LANGUAGE) -> list[str]:
     return words[:MAX_QUERY_TERMS]
 
 
-def match_expression(query: str, language: str = DEFAULT_LANGUAGE) -> str | None:
-    """An FTS5 MATCH string OR-ing every quoted term of ``query``; None when it has no terms.
-    Terms hold only letters and digits, so quoting them makes each one a plain string."""
-    terms = query_terms(query, language)
-    return " OR ".join(f'"{t}"' for t in terms) if terms else None
-
-
-def search(db: sqlite3.Connection, query: str, k: int, language: str = DEFAULT_LANGUAGE) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best rows by BM25: scores (m,) float32 (higher is better), rows (m,) int64, m <= k."""
-    terms = budget_terms(db, query_terms(query, language), language)
-    if not terms or k < 1:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    sql = f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ? ORDER BY bm25({TABLE}) LIMIT ?"
-    return _run(db, sql, (_or(terms), int(k)))
-
-
-def search_all(db: sqlite3.Connection, query: str, language: str = DEFAULT_LANGUAGE) -> tuple[np.ndarray, np.ndarray]:
-    """BM25 of every matching row, unsorted: scores (m,), rows (m,). One pass, no sort: what the
-    hybrid search needs (its top candidates *and* the scores of the dense leg's candidates);
-    m is bounded by the postings budget."""
-    return search_terms(db, budget_terms(db, query_terms(query, language), language))
-
-
 def search_terms(db: sqlite3.Connection, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """BM25 (this database's statistics) of every row holding one of ``terms``, unsorted."""
+    """FTS5's own bm25() (this database's statistics) of every row holding one of ``terms``,
+    unsorted: scores (a,) float32, rows (a,) int64. The search of a store written before the
+    keyword statistics (``Store.keyword_all`` scores the others itself, ``indexing.bm25``)."""
     if not terms:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     return _run(db, f"SELECT rowid, bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?", (_or(terms),))
@@ -191,16 +172,6 @@ def choose_terms(terms: list[str], stemmed: list[str], df: dict[str, int], budge
             break
         kept.append(i)
     return [terms[i] for i in sorted(kept)]
-
-
-def budget_terms(db: sqlite3.Connection, terms: list[str], language: str = DEFAULT_LANGUAGE, budget: int | None = None) -> list[str]:
-    """``choose_terms`` with this database's document frequencies; unchanged for a store
-    without the document-frequency table."""
-    if len(terms) < 2:
-        return terms
-    stemmed = stems(terms, language)
-    df = doc_freqs(db, stemmed) if stemmed is not None else None
-    return terms if df is None else choose_terms(terms, stemmed, df, budget)
 
 
 def finish(db: sqlite3.Connection) -> None:

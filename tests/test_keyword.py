@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexing import keyword
 from indexing.build import index_paths
+from indexing.chunk import Chunk, ChunkSettings
 from indexing.errors import ConfigError, StoreError
 from indexing.manifest import MANIFEST
 from indexing.store import Store
+from indexing.writer import DocumentRecord, StoreWriter
+from test_segments import DIM, SETTINGS, vectors
 
 
 @pytest.fixture
@@ -66,21 +70,34 @@ def test_unknown_language_is_refused() -> None:
 def test_query_terms_drop_stop_words_and_syntax() -> None:
     assert keyword.query_terms('What is the "NEAR" (zebra* -lion) AND title:x') == ["near", "zebra", "lion", "title", "x"]
     assert keyword.query_terms("the of and") == ["the", "of", "and"]  # only stop words: keep them
-    assert keyword.match_expression("") is None and keyword.match_expression("!!! ()") is None
+    assert keyword.query_terms("") == [] and keyword.query_terms("!!! ()") == []
     assert len(keyword.query_terms(" ".join(f"w{i}" for i in range(1000)))) == keyword.MAX_QUERY_TERMS
 
 
 TEXTS = ["near the river bank", "zebra stripes confuse flies", "title of the book", "and or not"]
 
 
+def text_store(path: Path, texts: list[str]) -> Store:
+    """A store whose row i is one document holding ``texts[i]`` (no title)."""
+    rng = np.random.default_rng(0)
+    with StoreWriter(path, "fake/keyword", DIM, ChunkSettings(), SETTINGS) as w:
+        for i, text in enumerate(texts):
+            w.add(DocumentRecord(f"/t/{i}", f"/t/{i}", "", f"sha-{i}"), [Chunk(f"/t/{i}", f"/t/{i}", "", None, 0, 1, text)], vectors(rng, 1))
+        w.commit()
+    return Store.open(path)
+
+
+def found(store: Store, query: str, k: int) -> list[int]:
+    """Which texts the keyword search of ``query`` finds, best first."""
+    _, rows = store.keyword_search(query, k)
+    return [int(c.doc_path.rsplit("/", 1)[1]) for c in store.chunks(rows.tolist())]
+
+
 @pytest.fixture(scope="module")
-def memory_db() -> sqlite3.Connection:
-    db = sqlite3.connect(":memory:", check_same_thread=False)
-    db.execute("CREATE TABLE chunks(row INTEGER PRIMARY KEY, title TEXT, text TEXT)")
-    db.executemany("INSERT INTO chunks VALUES (?,?,?)", [(i, "", t) for i, t in enumerate(TEXTS)])
-    keyword.create(db, keyword.KeywordSettings())
-    keyword.add(db, [(i, "", t) for i, t in enumerate(TEXTS)])
-    return db
+def texts(tmp_path_factory) -> Iterator[Store]:
+    store = text_store(tmp_path_factory.mktemp("kw") / "s", TEXTS)
+    yield store
+    store.close()
 
 
 PIECES = list('"*-()^:+{}[],.\'\\\x00é ') + ["NEAR(", "NEAR", "AND", "OR", "NOT", "near", "zebra", "river", "title", "bank", "flies"]
@@ -88,37 +105,31 @@ PIECES = list('"*-()^:+{}[],.\'\\\x00é ') + ["NEAR(", "NEAR", "AND", "OR", "NOT
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))
-def test_any_query_is_data(memory_db: sqlite3.Connection, query: str) -> None:
+def test_any_query_is_data(texts: Store, query: str) -> None:
     """Syntax characters never raise or act: a query finds every chunk holding one of its words
     as a plain word, and only chunks sharing a (stemmed) word with it."""
-    _, rows = keyword.search(memory_db, query, 10)
+    rows = found(texts, query, 10)
     terms = {unicodedata.normalize("NFKD", t).encode("ascii", "ignore").decode() for t in keyword.query_terms(query)}
     words = [set(text.split()) for text in TEXTS]
-    assert {i for i, w in enumerate(words) if terms & w} <= set(rows.tolist())
-    for i in rows.tolist():
+    assert {i for i, w in enumerate(words) if terms & w} <= set(rows)
+    for i in rows:
         assert any(t[:2] == w[:2] for t in terms for w in words[i])  # porter: "ore" -> "or"
 
 
-def test_huge_and_empty_queries(memory_db: sqlite3.Connection) -> None:
+def test_huge_and_empty_queries(texts: Store) -> None:
     big = ("zebra " + "x" * 50 + " NEAR( \" ") * 1800  # ~100 KB
     assert len(big) > 100_000
-    _, rows = keyword.search(memory_db, big, 5)
-    assert sorted(rows.tolist()) == [0, 1]  # "zebra" and the word "near", nothing else
-    scores, rows = keyword.search(memory_db, "", 5)
+    assert sorted(found(texts, big, 5)) == [0, 1]  # "zebra" and the word "near", nothing else
+    scores, rows = texts.keyword_search("", 5)
     assert len(rows) == 0 and len(scores) == 0
 
 
-def test_common_terms_are_dropped_past_the_postings_budget() -> None:
-    db = sqlite3.connect(":memory:")
-    db.execute("CREATE TABLE chunks(row INTEGER PRIMARY KEY, title TEXT, text TEXT)")
-    texts = [f"cells divide {i}" for i in range(30)] + ["zebra cells"]
-    db.executemany("INSERT INTO chunks VALUES (?,?,?)", [(i, "", t) for i, t in enumerate(texts)])
-    keyword.create(db, keyword.KeywordSettings())
-    keyword.add(db, [(i, "", t) for i, t in enumerate(texts)])
-    keyword.finish(db)
-    assert keyword.stems(["running", "cells"]) == ["run", "cell"]
-    assert keyword.budget_terms(db, ["cells", "zebra"], budget=100) == ["cells", "zebra"]
-    assert keyword.budget_terms(db, ["cells", "zebra"], budget=5) == ["zebra"]  # the rarest always stays
-    assert keyword.budget_terms(db, ["cells", "divide"], budget=5) == ["divide"]  # df 30 vs 31: rarest first
-    _, rows = keyword.search(db, "zebra cells", 40)
-    assert rows.tolist()[0] == 30
+def test_common_terms_are_dropped_past_the_postings_budget(tmp_path: Path, monkeypatch) -> None:
+    with text_store(tmp_path / "s", [f"cells divide {i}" for i in range(30)] + ["zebra cells"]) as store:
+        assert keyword.stems(["running", "cells"]) == ["run", "cell"]
+        monkeypatch.setattr(keyword, "POSTINGS_BUDGET", 100)
+        assert store.keyword_query("cells zebra").terms == ["cells", "zebra"]
+        monkeypatch.setattr(keyword, "POSTINGS_BUDGET", 5)
+        assert store.keyword_query("cells zebra").terms == ["zebra"]  # the rarest always stays
+        assert store.keyword_query("cells divide").terms == ["divide"]  # df 30 vs 31: rarest first
+        assert found(store, "zebra cells", 40)[0] == 30
