@@ -44,8 +44,10 @@ MAX_QUERY_TERMS = 64  # a 100 KB query keeps its first 64 distinct terms: OR of 
 DF_TABLE = "keyword_df"  # (term, df): document frequency of every stemmed term, written at commit
 LENGTHS_TABLE = "keyword_lengths"  # one row: every row's tokens (all columns), little-endian uint32, written at commit
 VOCAB = "keyword_instances"  # a temporary fts5vocab table over the index: one row per occurrence of a term
-# An OR query costs ~1 us per matching (row, term) in FTS5's bm25(): 150 ms for a 10-term claim on
-# 100k chunks of scientific text (bench/keyword_engines.py). Terms are taken rarest first while
+# Every posting searched costs time: FTS5's bm25() took ~1 us per (row, term) at 100k chunks (150 ms
+# for a 10-term claim of scientific text, bench/keyword_engines.py) and ~4 us per matching row at
+# 1M; the store's own scoring (indexing.bm25) ~0.9 us per matching row at 1M, fixed costs included
+# (bench/keyword_scoring.py). Terms are taken rarest first while
 # their summed document frequencies stay within this many postings (the rarest always): common
 # terms carry little IDF, and latency stays bounded however large the store grows. Stores below
 # ~POSTINGS_BUDGET chunks never lose a term.
@@ -223,7 +225,7 @@ def _docsize_lengths(db: sqlite3.Connection) -> np.ndarray:
 
 def postings(db: sqlite3.Connection, stem: str, rows: int) -> np.ndarray:
     """The rows holding the index term ``stem``, one entry per occurrence, ascending: (a,) int64."""
-    db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCAB} USING fts5vocab(main, {TABLE}, instance)")
+    _fetch(db, f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCAB} USING fts5vocab(main, {TABLE}, instance)", ())
     hits = _fetch(db, f"SELECT doc FROM temp.{VOCAB} WHERE term = ?", (stem,))
     found = np.fromiter((r for r, in hits), np.int64, len(hits))
     if len(found) and (found[0] < 0 or found[-1] >= rows or np.any(np.diff(found) < 0)):
