@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.embed import DEFAULT_MODEL, load_embedder
+from bench.fusion_rules import load_set
+from indexing.embed import DEFAULT_MODEL
 from rag.eval_configs import StorePool
-from rag.evaluate import embed_cached, load_beir, retrieval_metrics, run_from_ids
+from rag.evaluate import retrieval_metrics, run_from_ids
 from rag.fusion import POOL, coverage_weight, minmax
 from rag.retrieve import DEFAULT_OVERSAMPLE
 
@@ -104,21 +105,7 @@ def rrf(cands, c: int = 60) -> np.ndarray:  # type: ignore[no-untyped-def]
 
 
 def study(name: str, path: str, max_queries: int | None, cache_dir: str | None, docs_from: str | None) -> dict:
-    data = load_beir(path, max_queries=max_queries)
-    embedder = []
-
-    def get():  # type: ignore[no-untyped-def]
-        if not embedder:
-            embedder.append(load_embedder(DEFAULT_MODEL))
-        return embedder[0]
-
-    if docs_from:  # same corpus as another set: reuse its cached document embeddings
-        base = load_beir(docs_from, max_queries=1)
-        assert base.doc_ids == data.doc_ids, "docs_from must hold the same corpus"
-        xb, _, _ = embed_cached(base, DEFAULT_MODEL, get, cache_dir)
-        xq = np.concatenate([get().embed_queries(data.queries[i : i + 256]) for i in range(0, len(data.queries), 256)])
-    else:
-        xb, xq, _ = embed_cached(data, DEFAULT_MODEL, get, cache_dir)
+    data, xb, xq = load_set(path, docs_from, max_queries, cache_dir)
     t0 = time.perf_counter()
     with StorePool(xb, DEFAULT_MODEL, data.doc_ids, data.titles, data.texts) as pool:
         retriever = pool.retriever(xb.shape[1] // 4, "float8")
