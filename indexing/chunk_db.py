@@ -13,6 +13,7 @@ checks the schema (the expected tables, no views) and runs every query under a t
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -95,17 +96,38 @@ class ChunkDbWriter:
         self.db.close()
 
 
+class Rows(list):
+    """Every row of a statement, read (``TimedConnection.execute``); fetched like a cursor's."""
+
+    def fetchall(self) -> list[Any]:
+        return self
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+
 class TimedConnection(sqlite3.Connection):
-    """A connection whose every ``execute`` may run at most QUERY_SECONDS (progress handler)."""
+    """A connection whose every ``execute`` may run at most QUERY_SECONDS (progress handler).
+
+    Threads share it (the app answers several questions at once), one statement at a time, each
+    read to its end: the handler is Python, so it needs the GIL while SQLite holds the connection's
+    mutex, and sqlite3 keeps the GIL while it reads column names or resets a statement; two
+    threads interleaving statements deadlocked."""
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.deadline = time.monotonic() + QUERY_SECONDS
+        self.lock = threading.Lock()
         self.set_progress_handler(lambda: time.monotonic() > self.deadline, 10_000)
 
-    def execute(self, *args, **kwargs) -> sqlite3.Cursor:  # type: ignore[no-untyped-def, override]
-        self.deadline = time.monotonic() + QUERY_SECONDS
-        return super().execute(*args, **kwargs)
+    def execute(self, *args, **kwargs) -> Rows:  # type: ignore[no-untyped-def, override]
+        with self.lock:
+            self.deadline = time.monotonic() + QUERY_SECONDS
+            cursor = super().execute(*args, **kwargs)
+            try:
+                return Rows(cursor.fetchall())
+            finally:
+                cursor.close()
 
 
 class ChunkDb:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +135,37 @@ def test_common_terms_are_dropped_past_the_postings_budget(tmp_path: Path, monke
         assert store.keyword_query("cells zebra").terms == ["zebra"]  # the rarest always stays
         assert store.keyword_query("cells divide").terms == ["divide"]  # df 30 vs 31: rarest first
         assert found(store, "zebra cells", 40)[0] == 30
+
+
+CONCURRENT = """
+import sys, threading, time
+from pathlib import Path
+from indexing.store import Store
+store = Store.open(Path(sys.argv[1]))
+for seg in store.segments:  # the time limit's handler at every step (as on a large store, where postings are long)
+    seg.db.db.set_progress_handler(lambda db=seg.db.db: time.monotonic() > db.deadline, 1)
+want = [store.keyword_all(f"cells divide {i}") for i in range(8)]
+def run(k):
+    for j in range(40):
+        S, R = store.keyword_all(f"cells divide {(k + j) % 8}")
+        assert R.tolist() == want[(k + j) % 8][1].tolist()
+        store.chunks(R[:3].tolist())
+threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("answered")
+"""
+
+
+def test_concurrent_keyword_queries_on_one_store_do_not_deadlock(tmp_path: Path) -> None:
+    """The app answers up to 8 questions at once on one Store (and the hybrid search runs its
+    keyword leg in a worker thread). The segment's connection has a Python progress handler (the
+    time limit), which needs the GIL while SQLite holds the connection's mutex; sqlite3 keeps the
+    GIL while it reads a statement's column names or resets it, so a second thread doing that
+    waited for the mutex with the GIL held: both threads hung forever. Run in a subprocess: a
+    deadlock freezes every thread of the interpreter."""
+    text_store(tmp_path / "s", [f"cells divide {i}" for i in range(30)] + ["zebra cells"]).close()
+    done = subprocess.run([sys.executable, "-c", CONCURRENT, str(tmp_path / "s")], capture_output=True, text=True,
+                          timeout=30, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "answered"
