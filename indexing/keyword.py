@@ -129,7 +129,8 @@ _local = threading.local()
 
 def stems(terms: list[str], language: str = DEFAULT_LANGUAGE) -> list[str] | None:
     """The index's form of each term (FTS5's own tokenizer, in a private in-memory table); None
-    if the tokenizer does not give exactly one token per term."""
+    if the tokenizer does not give exactly one token for each term (unicode61's Unicode 6.1 drops
+    a few letters Python's newer tables have: such a term is a phrase, or nothing, to FTS5)."""
     if not terms:
         return []
     conns = getattr(_local, "conns", None) or {}
@@ -141,9 +142,9 @@ def stems(terms: list[str], language: str = DEFAULT_LANGUAGE) -> list[str] | Non
         conns[language] = c
     c = conns[language]
     c.execute("DELETE FROM t")
-    c.execute("INSERT INTO t(rowid, x) VALUES (1, ?)", ("\n".join(terms),))
-    out = [term for term, in c.execute("SELECT term FROM tv ORDER BY offset")]
-    return out if len(out) == len(terms) else None
+    c.executemany("INSERT INTO t(rowid, x) VALUES (?, ?)", enumerate(terms))
+    out = c.execute("SELECT doc, term FROM tv ORDER BY doc, offset").fetchall()
+    return [term for _, term in out] if [doc for doc, _ in out] == list(range(len(terms))) else None
 
 
 def doc_freqs(db: sqlite3.Connection, stemmed: list[str]) -> dict[str, int] | None:

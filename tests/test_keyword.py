@@ -169,3 +169,20 @@ def test_concurrent_keyword_queries_on_one_store_do_not_deadlock(tmp_path: Path)
                           timeout=30, cwd=Path(__file__).parent.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "answered"
+
+
+def test_a_term_fts5_splits_or_drops_is_searched_as_fts5_does(tmp_path: Path) -> None:
+    """A query's words are Python's ([^\\W_]+, today's Unicode), the index's tokens unicode61's
+    (Unicode 6.1): they differ on a few letters (New Tai Lue vowel signs, U+19B0...), which FTS5
+    drops: "ᦰ" is no token to it and "zebraᦰcells" the phrase "zebra cells". ``stems`` tokenised all
+    the terms together and only counted the tokens (2 for 2 terms), so it took them for "zebra"
+    and "cell" searched alone: every row holding either was ranked, none of which FTS5 matches but
+    the one holding the phrase. A term that is not one token is left to FTS5."""
+    with text_store(tmp_path / "s", ["zebra cells divide", "zebra stripes", "cells only", "other words"]) as store:
+        query = "\u19b0 zebra\u19b0cells"
+        assert keyword.stems(keyword.query_terms(query)) is None
+        S, R = store.keyword_all(query)
+        S0, R0 = keyword.search_terms(store.segments[0].db.db, keyword.query_terms(query))  # FTS5's own bm25()
+        assert R.tolist() == R0.tolist() == [0]
+        np.testing.assert_array_equal(S, S0)
+        assert keyword.stems(["zebras", "running", "ᦰ"]) is None and keyword.stems(["zebras", "running"]) == ["zebra", "run"]
