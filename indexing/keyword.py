@@ -196,6 +196,8 @@ def token_counts(db: sqlite3.Connection, rows: int) -> np.ndarray:
         got = db.execute(f"SELECT lengths FROM {LENGTHS_TABLE} WHERE id = 0").fetchone()
     except sqlite3.OperationalError:
         lengths = _docsize_lengths(db)  # written before the table existed
+    except sqlite3.DatabaseError as exc:  # a corrupt page
+        raise StoreError(f"the keyword row lengths cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
     else:
         if got is None or not isinstance(got[0], bytes) or len(got[0]) % 4:
             raise StoreError(f"the keyword row lengths ({LENGTHS_TABLE}) are damaged; rebuild with `rag index ... --refit`")

@@ -202,6 +202,23 @@ def test_a_damaged_keyword_index_is_a_store_error_naming_its_file(two_segments, 
             s.keyword_search("glacier ice fjord chunk", 5)
 
 
+def test_a_corrupt_page_of_the_row_lengths_is_a_store_error_naming_its_file(two_segments, tmp_path):
+    """A page of ``keyword_lengths`` overwritten (bit rot under a store opened with verify=False,
+    as the app and `rag search` open it, or re-signed): SQLite's "database disk image is
+    malformed" is a DatabaseError, not an OperationalError, and reached the user as a traceback."""
+    path = copy_store(two_segments, tmp_path / "s")
+    seg = run_sql_resigned(path, "SELECT 1")
+    db = sqlite3.connect(seg)
+    ((page,),) = db.execute("SELECT pageno FROM dbstat WHERE name = 'keyword_lengths'").fetchall()
+    (size,) = db.execute("PRAGMA page_size").fetchone()
+    db.close()
+    data = bytearray(seg.read_bytes())
+    data[(page - 1) * size : page * size] = b"\xff" * size
+    seg.write_bytes(bytes(data))
+    with Store.open(path, verify=False) as s, pytest.raises(StoreError, match=str(seg)):
+        s.keyword_search("glacier ice fjord chunk", 5)
+
+
 def test_a_write_after_the_last_generation_name_is_refused_not_unreadable(two_segments, tmp_path):
     """A manifest at generation g999999999: the next commit was named g1000000000, which the
     manifest's own check refuses, so the write left a store no reader could open."""
