@@ -192,15 +192,17 @@ def finish(db: sqlite3.Connection) -> None:
 def token_counts(db: sqlite3.Connection, rows: int) -> np.ndarray:
     """Every row's length in tokens (title + text), (rows,) int64: the array ``finish`` wrote, or
     for a database written before it, decoded from FTS5's own docsize table."""
-    try:
-        got = db.execute(f"SELECT lengths FROM {LENGTHS_TABLE} WHERE id = 0").fetchone()
+    try:  # a blob of any other size is never read (length() reads no overflow pages)
+        got = db.execute(f"SELECT CASE WHEN typeof(lengths) = 'blob' AND length(lengths) = ? THEN lengths END "
+                         f"FROM {LENGTHS_TABLE} WHERE id = 0", (4 * rows,)).fetchone()
     except sqlite3.OperationalError:
         lengths = _docsize_lengths(db)  # written before the table existed
     except sqlite3.DatabaseError as exc:  # a corrupt page
         raise StoreError(f"the keyword row lengths cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
     else:
-        if got is None or not isinstance(got[0], bytes) or len(got[0]) % 4:
-            raise StoreError(f"the keyword row lengths ({LENGTHS_TABLE}) are damaged; rebuild with `rag index ... --refit`")
+        if got is None or not isinstance(got[0], bytes) or len(got[0]) != 4 * rows:
+            raise StoreError(f"the keyword row lengths ({LENGTHS_TABLE}) are not {rows} lengths: damaged; "
+                             "rebuild with `rag index ... --refit`")
         lengths = np.frombuffer(got[0], "<u4").astype(np.int64)
     if len(lengths) != rows:
         raise StoreError(f"the keyword index holds {len(lengths)} row lengths for {rows} rows: damaged; "

@@ -219,6 +219,23 @@ def test_a_corrupt_page_of_the_row_lengths_is_a_store_error_naming_its_file(two_
         s.keyword_search("glacier ice fjord chunk", 5)
 
 
+def test_a_huge_row_lengths_blob_is_a_store_error_not_a_huge_allocation(two_segments, tmp_path):
+    """A ``keyword_lengths`` blob of 120 MB for a segment of 240 rows (re-signed): it was read and
+    widened to int64 (360 MB in all) before its size was compared with the rows: MemoryError (or
+    the RAM eaten) instead of the StoreError."""
+    path = copy_store(two_segments, tmp_path / "s")
+    seg = run_sql_resigned(path, "UPDATE keyword_lengths SET lengths = zeroblob(120000000)")
+    with Store.open(path, verify=False) as s:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        vm = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmSize:"))) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (200 << 20), hard))
+        try:
+            with pytest.raises(StoreError, match=str(seg)):
+                s.keyword_search("glacier ice fjord chunk", 5)
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def test_a_write_after_the_last_generation_name_is_refused_not_unreadable(two_segments, tmp_path):
     """A manifest at generation g999999999: the next commit was named g1000000000, which the
     manifest's own check refuses, so the write left a store no reader could open."""
