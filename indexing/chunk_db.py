@@ -129,6 +129,10 @@ class TimedConnection(sqlite3.Connection):
             finally:
                 cursor.close()
 
+    def close(self) -> None:
+        with self.lock:  # not under a statement another thread is running
+            super().close()
+
 
 class ChunkDb:
     """Read-only, hardened access to one segment's chunk database; rows are local."""

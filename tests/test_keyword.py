@@ -186,3 +186,40 @@ def test_a_term_fts5_splits_or_drops_is_searched_as_fts5_does(tmp_path: Path) ->
         assert R.tolist() == R0.tolist() == [0]
         np.testing.assert_array_equal(S, S0)
         assert keyword.stems(["zebras", "running", "ᦰ"]) is None and keyword.stems(["zebras", "running"]) == ["zebra", "run"]
+
+
+CLOSE_WHILE_SEARCHING = """
+import sys, threading, time
+from pathlib import Path
+from indexing.store import Store
+for _ in range(10):
+    store = Store.open(Path(sys.argv[1]))
+    for seg in store.segments:  # the time limit's handler at every step (as on a large store)
+        seg.db.db.set_progress_handler(lambda db=seg.db.db: time.monotonic() > db.deadline, 1)
+    started = threading.Event()
+    def search():
+        try:
+            while True:
+                store.keyword_all("cells divide 3")
+                started.set()
+        except Exception as exc:  # the store was closed under it: any error, not a crash
+            started.set()
+            assert "closed" in str(exc), exc
+    thread = threading.Thread(target=search)
+    thread.start()
+    started.wait()
+    store.close()
+    thread.join()
+print("closed")
+"""
+
+
+def test_closing_a_store_while_a_keyword_leg_searches_it_is_no_crash(tmp_path: Path) -> None:
+    """The hybrid search runs its keyword leg in a worker thread; when the dense leg fails (or
+    Ctrl-C) the caller's ``with Store.open(...)`` closes the store while the leg may still be in
+    a statement: closing the connection under it crashed the interpreter (segmentation fault)."""
+    text_store(tmp_path / "s", [f"cells divide {i}" for i in range(30)]).close()
+    done = subprocess.run([sys.executable, "-c", CLOSE_WHILE_SEARCHING, str(tmp_path / "s")], capture_output=True,
+                          text=True, timeout=30, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "closed"
