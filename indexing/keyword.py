@@ -219,8 +219,12 @@ def _docsize_lengths(db: sqlite3.Connection) -> np.ndarray:
     except (sqlite3.DatabaseError, TypeError) as exc:
         raise StoreError(f"the keyword index's row sizes cannot be read: {exc}; rebuild with `rag index ... --refit`") from exc
     ids = np.fromiter((i for i, _ in pairs), np.int64, len(pairs))  # (rows,)
+    last = np.cumsum(np.fromiter((len(sz) for _, sz in pairs), np.int64, len(pairs))) - 1  # (rows,) each row's last byte
     ends = np.flatnonzero(blob < 0x80)  # (varints,) the last byte of each varint
-    if len(ends) != len(COLUMNS) * len(ids) or (len(ids) and not np.array_equal(ids, np.arange(len(ids)))):
+    per_row = np.bincount(np.searchsorted(last, ends), minlength=len(ids))  # (rows,) varints ending in each row
+    # every row: its ids in order, one varint per column, none left open, none over 5 bytes (2**35)
+    if (not np.array_equal(ids, np.arange(len(ids))) or np.any(per_row != len(COLUMNS)) or np.any(blob[last] >= 0x80)
+            or np.any(np.diff(np.r_[-1, ends]) > 5)):
         raise StoreError(f"the keyword index's row sizes ({TABLE}_docsize) are damaged; rebuild with `rag index ... --refit`")
     varint = np.repeat(np.arange(len(ends)), np.diff(np.r_[-1, ends]))  # (bytes,) which varint each byte is in
     place = ends[varint] - np.arange(len(blob))  # (bytes,) 0 for a varint's last byte

@@ -236,6 +236,23 @@ def test_a_huge_row_lengths_blob_is_a_store_error_not_a_huge_allocation(two_segm
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
+@pytest.mark.parametrize("sql", [
+    "UPDATE keyword_docsize SET sz = x'010280' WHERE id = (SELECT max(id) FROM keyword_docsize)",  # a varint left open
+    "UPDATE keyword_docsize SET sz = CASE id WHEN 1 THEN x'010203' ELSE x'04' END WHERE id IN (1, 2)",  # 3 + 1 varints
+    "UPDATE keyword_docsize SET sz = x'ffffffffffffffff7f01' WHERE id = 1",  # 2**63 tokens
+], ids=["open-varint", "varints-moved", "huge-varint"])
+def test_damaged_row_sizes_of_a_store_without_row_lengths_are_a_store_error(two_segments, tmp_path, sql):
+    """A store written before ``keyword_lengths``: its row lengths are decoded from FTS5's docsize,
+    which was checked only for the total number of varints: a row ending inside a varint raised
+    ValueError (arrays of different lengths), varints moved from one row to the next gave rows
+    each other's lengths, a 9-byte varint a negative length (and a RuntimeWarning)."""
+    path = copy_store(two_segments, tmp_path / "s")
+    run_sql_resigned(path, "DROP TABLE keyword_lengths")
+    seg = run_sql_resigned(path, sql)
+    with Store.open(path) as s, pytest.raises(StoreError, match=str(seg)):
+        s.keyword_search("glacier ice fjord chunk", 5)
+
+
 def test_a_write_after_the_last_generation_name_is_refused_not_unreadable(two_segments, tmp_path):
     """A manifest at generation g999999999: the next commit was named g1000000000, which the
     manifest's own check refuses, so the write left a store no reader could open."""
