@@ -233,10 +233,11 @@ def _docsize_lengths(db: sqlite3.Connection) -> np.ndarray:
 
 
 def postings(db: sqlite3.Connection, stem: str, rows: int) -> np.ndarray:
-    """The rows holding the index term ``stem``, one entry per occurrence, ascending: (a,) int64."""
+    """The rows holding the index term ``stem``, one entry per occurrence, ascending: (a,) int64.
+    Read as one string (a common term has millions of occurrences: no Python tuple for each)."""
     _fetch(db, f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCAB} USING fts5vocab(main, {TABLE}, instance)", ())
-    hits = _fetch(db, f"SELECT doc FROM temp.{VOCAB} WHERE term = ?", (stem,))
-    found = np.fromiter((r for r, in hits), np.int64, len(hits))
+    ((hits,),) = _fetch(db, f"SELECT group_concat(doc, ' ') FROM temp.{VOCAB} WHERE term = ?", (stem,))
+    found = np.fromstring(hits, np.int64, sep=" ") if hits else np.zeros(0, np.int64)  # in the scan's order
     if len(found) and (found[0] < 0 or found[-1] >= rows or np.any(np.diff(found) < 0)):
         raise StoreError("the keyword index names rows the segment lacks: damaged; rebuild with `rag index ... --refit`")
     return found
