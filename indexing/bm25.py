@@ -6,11 +6,11 @@ equal FTS5's ``bm25()`` (tests/test_bm25.py); over several segments the IDFs and
 length are the whole store's, so they equal the scores of the same store compacted into one.
 
 Why not FTS5's ``bm25()``: for every matching row it reads the row's length with one B-tree
-lookup in its docsize table (~2 us a row here): on a 1M-chunk store ~4 of the ~5 ms the keyword
-leg of a hybrid query took, about as long as the whole dense leg. Reading the same postings
-through ``fts5vocab`` costs ~1 ms, and the lengths are one array per segment, read once
-(``indexing.keyword.token_counts``). Measured by bench/keyword_scoring.py
-(bench/results/keyword_scoring_1000000.json).
+lookup in its docsize table (~2 us a row here). On a 1M-chunk store, scoring a SciFact claim's
+terms takes 5.7 ms p50 that way and 1.0 ms here (the same postings read through ``fts5vocab``,
+the lengths one array per segment read once, ``indexing.keyword.token_counts``): the keyword
+leg of a hybrid query went from about the whole dense leg's time to a fifth of it. Measured by
+bench/keyword_scoring.py (bench/results/keyword_scoring_1000000.json).
 """
 
 from __future__ import annotations

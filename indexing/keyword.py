@@ -46,7 +46,7 @@ LENGTHS_TABLE = "keyword_lengths"  # one row: every row's tokens (all columns), 
 VOCAB = "keyword_instances"  # a temporary fts5vocab table over the index: one row per occurrence of a term
 # Every posting searched costs time: FTS5's bm25() took ~1 us per (row, term) at 100k chunks (150 ms
 # for a 10-term claim of scientific text, bench/keyword_engines.py) and ~4 us per matching row at
-# 1M; the store's own scoring (indexing.bm25) ~0.9 us per matching row at 1M, fixed costs included
+# 1M; the store's own scoring (indexing.bm25) ~0.7 us per matching row at 1M, fixed costs included
 # (bench/keyword_scoring.py). Terms are taken rarest first while
 # their summed document frequencies stay within this many postings (the rarest always): common
 # terms carry little IDF, and latency stays bounded however large the store grows. Stores below
