@@ -16,7 +16,7 @@ import pytest
 from indexing import bm25, keyword
 from indexing.chunk import Chunk, ChunkSettings
 from indexing.store import Store
-from indexing.writer import DocumentRecord, StoreWriter
+from indexing.writer import DocumentRecord, StoreWriter, compact_store
 from test_segments import DIM, SETTINGS, vectors
 
 WORDS = [f"w{i}" for i in range(40)] + ["cells", "cell", "running", "runs", "zebra"]
@@ -97,6 +97,14 @@ def test_a_store_without_the_row_lengths_table_scores_the_same(tmp_path: Path) -
         for q, (S, R) in zip(queries, before):
             S2, R2 = store.keyword_all(q)
             assert len(R) > 0 and R2.tolist() == R.tolist()
+            np.testing.assert_array_equal(S2, S)
+    compact_store(path)  # `rag compact` writes the table again
+    with Store.open(path) as store:
+        tables = store.segments[0].db.read("SELECT name FROM sqlite_master WHERE name = ?", [keyword.LENGTHS_TABLE])
+        assert tables == [(keyword.LENGTHS_TABLE,)]
+        for q, (S, R) in zip(queries, before):
+            S2, R2 = store.keyword_all(q)
+            assert R2.tolist() == R.tolist()
             np.testing.assert_array_equal(S2, S)
 
 
