@@ -92,13 +92,9 @@ class _Shard:
 
     def threads(self) -> int:
         """OpenMP threads this actor's scan uses (OMP_NUM_THREADS, set for it by ShardedSearch)."""
-        import os
-
         return int(os.environ.get("OMP_NUM_THREADS", "0")) or (os.cpu_count() or 1)
 
     def pid(self) -> int:
-        import os
-
         return os.getpid()
 
     def candidates(self, msg: bytes) -> bytes:

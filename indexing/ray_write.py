@@ -137,6 +137,7 @@ class _Open:
     queued_rows: int = 0
     sent: list[Any] = field(default_factory=list)  # refs of add() calls not yet known to have succeeded
     done: Any = None  # the finish() ref, once closed
+    entry: Any = None  # the segment's manifest entry, once its writer finished (collected)
 
 
 class _Router:
@@ -215,7 +216,7 @@ class _Router:
         """A new segment on an idle writer actor, or a new one while fewer than ``max_writers`` are
         alive (they fit in the CPUs the embedding left free), or else the first to finish its segment."""
         while not self.free and len(self.actors) >= self.max_writers:
-            self._collect(next(s for s in self.segments if s.done is not None and not isinstance(s.done, _Done)))
+            self._collect(next(s for s in self.segments if s.done is not None and s.entry is None))
         actor = self.free.pop(0) if self.free else self._new_actor()
         name, folder = self.writer.segment_folder()
         _get(self.ray, actor.start.remote(str(folder), name, self.spec, self.basis_ref))
@@ -247,7 +248,7 @@ class _Router:
         """Wait for a closed segment's writer to finish; the actor is idle again."""
         for ref in seg.sent:
             _get(self.ray, ref)
-        seg.sent, seg.done = [], _Done(_get(self.ray, seg.done))
+        seg.sent, seg.entry = [], _get(self.ray, seg.done)
         self.free.append(seg.actor)
 
     def finish(self) -> None:
@@ -258,9 +259,9 @@ class _Router:
         for seg in self._open:
             self._close(seg)
         for seg in self.segments:
-            if not isinstance(seg.done, _Done):
+            if seg.entry is None:
                 self._collect(seg)
-            self.writer.add_segment(seg.done.entry, seg.paths, self.basis)
+            self.writer.add_segment(seg.entry, seg.paths, self.basis)
 
     def close(self) -> None:
         """Stop every actor (after a failure: none may write once the folders are deleted)."""
@@ -272,13 +273,6 @@ class _Router:
             except Exception:  # noqa: BLE001, S110 - dead is what we wait for
                 pass
         self.actors, self.free = [], []
-
-
-@dataclass(frozen=True)
-class _Done:
-    """A collected segment's entry (``_Open.done`` once its writer finished)."""
-
-    entry: Any
 
 
 def _get(ray: Any, ref: Any) -> Any:
