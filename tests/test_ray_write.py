@@ -47,6 +47,18 @@ def folders(store: Path) -> set[str]:
     return {p.name for p in store.iterdir() if p.is_dir()}
 
 
+def indexed_then_rewritten(tmp_path: Path, files: int) -> tuple[Path, Path, dict[str, bytes], set[str]]:
+    """A store indexed (one process) from ``files`` notes, which are then all rewritten: the
+    folder, the store, the store's files and its folders before the next (Ray) run."""
+    docs = write_corpus(tmp_path / "docs", files=files)
+    store = tmp_path / "store"
+    index_paths([docs], store, embedder=FakeEmbedder(), **SETTINGS)
+    before, dirs = store_files(store), folders(store)
+    for i in range(files):
+        (docs / f"note{i:02d}.txt").write_text(f"comet orbit nebula {i} " * 80, encoding="utf-8")
+    return docs, store, before, dirs
+
+
 def test_segments_are_written_on_ray_and_an_incremental_run_matches_one_process(local_ray, tmp_path, monkeypatch):
     monkeypatch.setattr(ray_write, "SEGMENT_ROWS", 80)  # ~300 chunks: several segments, several actors
     monkeypatch.setattr(ray_write, "SEND_ROWS", 32)
@@ -100,12 +112,7 @@ def test_segments_are_written_on_ray_and_an_incremental_run_matches_one_process(
 
 def test_a_killed_segment_writer_fails_the_run_and_leaves_the_store_unchanged(local_ray, tmp_path, monkeypatch):
     monkeypatch.setattr(ray_write, "SEND_ROWS", 16)  # the writer has data in hand when it is killed
-    docs = write_corpus(tmp_path / "docs", files=12)
-    store = tmp_path / "store"
-    index_paths([docs], store, embedder=FakeEmbedder(), **SETTINGS)
-    before, dirs = store_files(store), folders(store)
-    for i in range(12):
-        (docs / f"note{i:02d}.txt").write_text(f"comet orbit nebula {i} " * 80, encoding="utf-8")
+    docs, store, before, dirs = indexed_then_rewritten(tmp_path, files=12)
     killed: list[str] = []
 
     def kill_writers(stage: str, done: int, total: int) -> None:
@@ -183,12 +190,7 @@ def test_ctrl_c_mid_run_kills_the_writers_removes_their_folders_and_frees_the_lo
     from indexing.lock import StoreLock
 
     monkeypatch.setattr(ray_write, "SEND_ROWS", 16)  # an incremental run routes at once: a segment is open
-    docs = write_corpus(tmp_path / "docs", files=10)
-    store = tmp_path / "store"
-    index_paths([docs], store, embedder=FakeEmbedder(), **SETTINGS)
-    before, dirs = store_files(store), folders(store)
-    for i in range(10):
-        (docs / f"note{i:02d}.txt").write_text(f"comet orbit nebula {i} " * 80, encoding="utf-8")
+    docs, store, before, dirs = indexed_then_rewritten(tmp_path, files=10)
     seen: list[set[str]] = []
 
     def interrupt(stage: str, done: int, total: int) -> None:
