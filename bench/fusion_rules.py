@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing import keyword
+from indexing import bm25, keyword
 from indexing.embed import DEFAULT_MODEL, load_embedder
 from rag import fusion
 from rag.eval_configs import StorePool
@@ -65,8 +65,7 @@ def features(retriever, queries: list[str], xq: np.ndarray) -> list[QueryFeature
         terms = keyword.query_terms(q, lang)
         kq = store.keyword_query(q)  # the searched terms (postings budget applied), their stems and df
         searched, df = kq.terms, kq.df
-        idf = {t: (max(1e-6, float(np.log((store.rows - df[s] + 0.5) / (df[s] + 0.5)))) if s in df else 0.0)
-               for t, s in zip(searched, kq.stemmed)}
+        idf = {t: (bm25.idf(store.rows, df[s]) if s in df else 0.0) for t, s in zip(searched, kq.stemmed)}
         top = union[np.argsort(-kw, kind="stable")[: min(fusion.KEYWORD_TOP, int((kw > 0).sum()))]]
         texts = [c.text + " " + c.title for c in store.chunks(top.tolist())]
         top_words = [{w.lower()[:5] for w in _WORD.findall(t)} for t in texts]
