@@ -37,10 +37,6 @@ from rag import fusion
 CURRENT = dict(w0=0.3, floor=0.3, full=0.6, power=2.0, support=0.5)
 
 
-def _trust(evidence: float, floor: float, full: float, power: float) -> float:
-    return min(1.0, max(0.0, evidence - floor) / (full - floor)) ** power
-
-
 def agreement(f: QueryFeatures, k: int = K) -> float:
     """Share of the keyword leg's top k that is also in the dense leg's top k (over the union)."""
     n = int((f.kw > 0).sum())
@@ -62,10 +58,6 @@ def peak(x: np.ndarray) -> float:
 def dense_peak(f: QueryFeatures) -> float:
     """The dense leg's confidence: ``peak`` of its scores over the union."""
     return peak(f.dense)
-
-
-def idf_strength(f: QueryFeatures) -> float:
-    return strength(f)
 
 
 EVIDENCE: dict[str, Callable[[QueryFeatures], float]] = {
@@ -95,7 +87,7 @@ def weight(f: QueryFeatures, ev: str, w0: float, floor: float, full: float, powe
         e *= agreement(f) ** agree
     if peak > 0:
         e *= (1.0 - dense_peak(f) * ((1.0 - globals()["peak"](f.kw)) if relative else 1.0)) ** peak
-    return 1.0 - (1.0 - w0) * _trust(e, floor, full, power)
+    return fusion.coverage_weight(e, w0, full, power, floor)
 
 
 def top(f: QueryFeatures, w: float, anchor: int = 0) -> np.ndarray:
